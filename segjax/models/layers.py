@@ -1,0 +1,150 @@
+"""Layers shared by the model families.
+
+The transposed convolution here replaces `flax.linen.ConvTranspose`: on XLA:CPU
+the gradient of `lax.conv_transpose` (an input-dilated convolution) is many
+times slower than that of an ordinary convolution. A strided transposed
+convolution is exactly a set of `stride_h * stride_w` ordinary convolutions,
+one per output phase, whose outputs interleave ("sub-pixel" decomposition).
+We pack the phases into the output channels of one stride-1 convolution and
+interleave them with a reshape (depth-to-space), so forward and backward are
+plain convolutions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Dtype = Any
+PaddingLike = str | Sequence[tuple[int, int]]
+
+
+def _transpose_padding(kernel_size: int, stride: int, padding) -> tuple[int, int]:
+  """Padding of the input-dilated convolution that `lax.conv_transpose` runs."""
+  if padding == "SAME":
+    pad_len = kernel_size + stride - 2
+    pad_lo = kernel_size - 1 if stride > kernel_size - 1 else int(np.ceil(pad_len / 2))
+  elif padding == "VALID":
+    pad_len = kernel_size + stride - 2 + max(kernel_size - stride, 0)
+    pad_lo = kernel_size - 1
+  else:
+    pad_lo, pad_hi = padding
+    return int(pad_lo), int(pad_hi)
+  return pad_lo, pad_len - pad_lo
+
+
+def _phase_plan(in_size: int, kernel_size: int, stride: int, pad_lo: int, pad_hi: int):
+  """Plans one spatial dimension of the phase decomposition.
+
+  Output position `stride * m + a` of the transposed convolution reads input
+  `m + d` through kernel tap `t` for every `t` with `(a + t - pad_lo) % stride
+  == 0`, where `d = (a + t - pad_lo) // stride`. All phases share one window of
+  offsets `d_lo..d_hi`; taps a phase does not use point at a zero tap.
+
+  Returns:
+    taps: int array (window, stride), kernel tap index per (offset, phase),
+      `kernel_size` where the phase has no tap (a zero).
+    in_pad: (lo, hi) padding of the input (negative values crop).
+    out_size: length of the transposed-convolution output.
+  """
+  out_size = stride * (in_size - 1) + 1 + pad_lo + pad_hi - kernel_size + 1
+  if out_size <= 0:
+    raise ValueError(f"transposed convolution output would be empty (input {in_size}, "
+                     f"kernel {kernel_size}, stride {stride}, padding {(pad_lo, pad_hi)})")
+  offsets = {}
+  for a in range(stride):
+    for t in range(kernel_size):
+      if (a + t - pad_lo) % stride == 0:
+        offsets[(a, t)] = (a + t - pad_lo) // stride
+  d_lo, d_hi = min(offsets.values()), max(offsets.values())
+  taps = np.full((d_hi - d_lo + 1, stride), kernel_size, np.int32)
+  for (a, t), d in offsets.items():
+    taps[d - d_lo, a] = t
+  num_rows = -(-out_size // stride)  # Rows per phase, before cropping to out_size.
+  in_pad = (-d_lo, num_rows - 1 + d_hi - (in_size - 1))
+  return taps, in_pad, out_size
+
+
+def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
+                   padding: PaddingLike = "SAME", transpose_kernel: bool = False,
+                   precision=None) -> jax.Array:
+  """Same result as `lax.conv_transpose(x, kernel, strides, padding, ...)` (NHWC, HWIO).
+
+  Args:
+    x: (N, H, W, C_in).
+    kernel: (KH, KW, C_in, C_out), or (KH, KW, C_out, C_in) with
+      `transpose_kernel=True` (the gradient-of-convolution convention of
+      TensorFlow's `conv2d_transpose`, used for tied encoder/decoder weights).
+    strides: (SH, SW).
+    padding: "SAME", "VALID" or ((lo, hi), (lo, hi)) as in `lax.conv_transpose`.
+
+  Returns:
+    (N, H_out, W_out, C_out), with H_out as `lax.conv_transpose` gives it.
+  """
+  if transpose_kernel:
+    kernel = jnp.swapaxes(jnp.flip(kernel, (0, 1)), 2, 3)
+  kh, kw, cin, cout = kernel.shape
+  sh, sw = strides
+  pads = [padding] * 2 if isinstance(padding, str) else list(padding)
+  taps_h, pad_h, out_h = _phase_plan(x.shape[1], kh, sh, *_transpose_padding(kh, sh, pads[0]))
+  taps_w, pad_w, out_w = _phase_plan(x.shape[2], kw, sw, *_transpose_padding(kw, sw, pads[1]))
+  # A zero tap at index kh (kw) for phases that skip a window position.
+  padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
+  # (WH, SH, WW, SW, C_in, C_out) -> (WH, WW, C_in, SH, SW, C_out).
+  phase_kernel = padded[taps_h[:, :, None, None], taps_w[None, None, :, :]]
+  phase_kernel = phase_kernel.transpose(0, 2, 4, 1, 3, 5).reshape(
+      taps_h.shape[0], taps_w.shape[0], cin, sh * sw * cout)
+  y = jax.lax.conv_general_dilated(
+      x, phase_kernel, window_strides=(1, 1), padding=(pad_h, pad_w),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
+  n, rows, cols, _ = y.shape
+  y = y.reshape(n, rows, cols, sh, sw, cout).transpose(0, 1, 3, 2, 4, 5)
+  y = y.reshape(n, rows * sh, cols * sw, cout)
+  return y[:, :out_h, :out_w, :]
+
+
+class ConvTranspose(nn.Module):
+  """Drop-in for `nn.ConvTranspose` (same parameters, same output), fast gradients.
+
+  Set `kernel` to share a kernel owned by another layer (tied weights); the
+  layer then creates only its bias.
+  """
+  features: int
+  kernel_size: Sequence[int] = (3, 3)
+  strides: Sequence[int] = (2, 2)
+  padding: PaddingLike = "SAME"
+  use_bias: bool = True
+  transpose_kernel: bool = False
+  dtype: Dtype | None = None
+  param_dtype: Dtype = jnp.float32
+  kernel_init: Any = nn.initializers.glorot_uniform()
+  bias_init: Any = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x: jax.Array, kernel: jax.Array | None = None) -> jax.Array:
+    if kernel is None:
+      shape = tuple(self.kernel_size) + (x.shape[-1], self.features)
+      if self.transpose_kernel:
+        shape = tuple(self.kernel_size) + (self.features, x.shape[-1])
+      kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
+    dtype = self.dtype or x.dtype
+    y = conv_transpose(x.astype(dtype), kernel.astype(dtype), self.strides, self.padding,
+                       transpose_kernel=self.transpose_kernel)
+    if self.use_bias:
+      bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+      y = y + bias.astype(dtype)
+    return y
+
+
+def check_divisible(x: jax.Array, total_stride: int, model_name: str) -> None:
+  """Raises a clear error when the spatial size does not divide by the model's stride."""
+  height, width = x.shape[1], x.shape[2]
+  if height % total_stride or width % total_stride:
+    raise ValueError(
+        f"{model_name}: input height and width must be divisible by {total_stride} "
+        f"(the model's total stride); got {height}x{width}. Set dataset.image_size "
+        f"to a multiple of {total_stride}.")
