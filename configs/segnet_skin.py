@@ -1,0 +1,30 @@
+"""SegNet on skin segmentation (the skin-segmentation seed).
+
+Command (CPU, no data needed: the synthetic skin dataset is generated on first use):
+  python -m segjax.main --config configs/segnet_skin.py
+
+Expected: about 8 minutes on a 2-core CPU; foreground F1 >= 0.90 and mIoU
+about 0.9 on the synthetic validation split.
+
+The seed trained this network with Adam at 1e-4 on 40 real images; on the
+synthetic data a warmup + cosine schedule from 1e-3 converges within the
+CPU budget.
+"""
+
+from segjax import config as config_lib
+
+
+def get_config():
+  config = config_lib.base_config()
+  config.model.name = "segnet"
+  config.dataset.name = "synthetic_skin"
+  config.dataset.image_size = 64
+  config.dataset.augmentations = ("flip",)
+  config.batch_size = 8
+  config.num_train_steps = 800
+  config.learning_rate = 1e-3
+  config.lr_schedule = "warmup_cosine"
+  config.warmup_steps = 50
+  config.eval_every_steps = 400
+  config.checkpoint_every_steps = 400
+  return config

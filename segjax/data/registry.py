@@ -1,0 +1,58 @@
+"""One registry for every dataset: `load(dataset_config) -> SegmentationData`."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Protocol, Sequence
+
+import ml_collections
+
+
+class RecordSource(Protocol):
+  """Random access to records `{"image": uint8 (H, W, C), "mask": uint8 (H, W, 1)}`."""
+
+  def __len__(self) -> int: ...
+
+  def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentationData:
+  """The prepared splits of a dataset and what its labels mean."""
+  train: RecordSource
+  eval: RecordSource
+  num_classes: int
+  class_names: Sequence[str]
+  num_channels: int = 3
+  ignore_index: int = 255
+
+
+_DATASETS: dict[str, Callable[[ml_collections.ConfigDict], SegmentationData]] = {}
+
+
+def register(name: str):
+  """Decorator: registers `fn(dataset_config) -> SegmentationData` under `name`."""
+  def wrap(fn):
+    if name in _DATASETS:
+      raise ValueError(f"dataset {name!r} is registered twice")
+    _DATASETS[name] = fn
+    return fn
+  return wrap
+
+
+def names() -> list[str]:
+  return sorted(_DATASETS)
+
+
+def load(dataset_config: ml_collections.ConfigDict) -> SegmentationData:
+  """Prepares (once) and opens the dataset named by `dataset_config.name`."""
+  name = dataset_config.name
+  if name not in _DATASETS:
+    raise ValueError(f"unknown dataset {name!r} (config key dataset.name); "
+                     f"registered datasets: {', '.join(names())}")
+  data = _DATASETS[name](dataset_config)
+  for split, source in (("train", data.train), ("eval", data.eval)):
+    if len(source) == 0:
+      raise ValueError(f"dataset {name!r}: the {split} split "
+                       f"({dataset_config.get(split + '_split')!r}) has no examples")
+  return data

@@ -1,0 +1,66 @@
+"""Segmentation metrics from a confusion matrix accumulated over a whole split.
+
+The confusion matrix is summed on device batch by batch (never an average of
+per-batch scores) and turned into metrics once, on the host.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def confusion_matrix(labels: jax.Array, predictions: jax.Array, valid: jax.Array,
+                     num_classes: int) -> jax.Array:
+  """Counts (ground truth, prediction) pairs over the valid pixels.
+
+  Args:
+    labels: int (...,) ground-truth class per pixel; invalid pixels may hold
+      any value (e.g. the ignore index).
+    predictions: int (...,) predicted class per pixel.
+    valid: bool (...,) pixels that count.
+    num_classes: C.
+
+  Returns:
+    int32 (C, C): rows are ground truth, columns predictions.
+  """
+  labels = jnp.where(valid, labels, 0)
+  index = labels.reshape(-1) * num_classes + predictions.reshape(-1)
+  counts = jnp.bincount(index, weights=valid.reshape(-1).astype(jnp.int32),
+                        length=num_classes * num_classes)
+  return counts.reshape(num_classes, num_classes).astype(jnp.int32)
+
+
+def from_confusion_matrix(confusion: np.ndarray) -> dict:
+  """Metrics of a (C, C) confusion matrix (rows ground truth, columns prediction).
+
+  A class absent from both ground truth and prediction has IoU/Dice NaN and is
+  left out of the means. `f1` is the foreground (class 1) F1 for two classes,
+  the mean Dice over classes otherwise.
+
+  Returns:
+    dict with `pixel_accuracy`, `mean_iou`, `iou_per_class` (list), `f1`,
+    `dice_per_class` (list).
+  """
+  confusion = np.asarray(confusion, np.float64)
+  true_positive = np.diag(confusion)
+  false_positive = confusion.sum(0) - true_positive
+  false_negative = confusion.sum(1) - true_positive
+  total = confusion.sum()
+  with np.errstate(invalid="ignore", divide="ignore"):
+    iou = true_positive / (true_positive + false_positive + false_negative)
+    dice = 2 * true_positive / (2 * true_positive + false_positive + false_negative)
+  present = ~np.isnan(iou)
+  num_classes = confusion.shape[0]
+  if num_classes == 2:
+    f1 = dice[1]
+  else:
+    f1 = dice[present].mean() if present.any() else np.nan
+  return {
+      "pixel_accuracy": float(true_positive.sum() / total) if total else float("nan"),
+      "mean_iou": float(iou[present].mean()) if present.any() else float("nan"),
+      "iou_per_class": [float(v) for v in iou],
+      "f1": float(f1),
+      "dice_per_class": [float(v) for v in dice],
+  }

@@ -1,0 +1,74 @@
+"""Where a run's measurements go: metrics.jsonl, TensorBoard and the console.
+
+Only JAX process 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+
+import jax
+
+
+def _json_value(value):
+  if isinstance(value, float) and not math.isfinite(value):
+    return None  # JSON has no NaN; a class absent from a split has no IoU.
+  if isinstance(value, list):
+    return [_json_value(v) for v in value]
+  return value
+
+
+class MetricWriter:
+  """Appends one JSON object per event to metrics.jsonl and mirrors scalars to TensorBoard."""
+
+  def __init__(self, workdir: str):
+    self.enabled = jax.process_index() == 0
+    if not self.enabled:
+      return
+    from tensorboardX import SummaryWriter  # Only process 0 needs it.
+    self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, split: str, metrics: dict) -> None:
+    if not self.enabled:
+      return
+    record = {"step": int(step), "split": split, **{k: _json_value(v) for k, v in metrics.items()}}
+    self.jsonl.write(json.dumps(record) + "\n")
+    self.jsonl.flush()
+    for key, value in metrics.items():
+      if isinstance(value, (int, float)) and math.isfinite(value):
+        self.tensorboard.add_scalar(f"{split}/{key}", value, step)
+      elif isinstance(value, list):
+        for i, v in enumerate(value):
+          if isinstance(v, float) and math.isfinite(v):
+            self.tensorboard.add_scalar(f"{split}/{key}/{i}", v, step)
+    self.tensorboard.flush()
+
+  def close(self) -> None:
+    if self.enabled:
+      self.jsonl.close()
+      self.tensorboard.close()
+
+
+def log(message: str) -> None:
+  if jax.process_index() == 0:
+    print(message, flush=True)
+
+
+class Progress:
+  """A console line per log interval: step, loss, images/s and time to go."""
+
+  def __init__(self, first_step: int, last_step: int):
+    self.first_step, self.last_step = first_step, last_step
+    self.start = time.time()
+
+  def report(self, step: int, loss: float, images_per_sec: float) -> None:
+    done = step - self.first_step
+    remaining = (time.time() - self.start) / max(done, 1) * (self.last_step - step)
+    log(f"step {step}/{self.last_step}  loss {loss:.4f}  {images_per_sec:.1f} img/s  "
+        f"ETA {int(remaining) // 60}m{int(remaining) % 60:02d}s")
+    sys.stdout.flush()
