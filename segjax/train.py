@@ -25,16 +25,11 @@ from flax.training import train_state
 from segjax import checkpointing, losses, metrics as metrics_lib, models, optim, visualize, writers
 from segjax import sharding as sharding_lib
 from segjax import data as datasets
-from segjax.data import pipeline, prefetch
+from segjax.data import normalize, pipeline, prefetch
 
 
 class TrainState(train_state.TrainState):
   batch_stats: Any = None
-
-
-def normalize_images(images: jax.Array) -> jax.Array:
-  """uint8 (N, H, W, C) -> float32 in [-1, 1]."""
-  return images.astype(jnp.float32) / 127.5 - 1.0
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
@@ -62,7 +57,8 @@ def _pixel_mask(labels: jax.Array, ignore_index: int) -> jax.Array:
   return labels != ignore_index
 
 
-def train_step(state: TrainState, batch: dict, *, loss_fn, ignore_index: int, rng: jax.Array):
+def train_step(state: TrainState, batch: dict, *, loss_fn, ignore_index: int, rng: jax.Array,
+               normalization: str = "unit"):
   """One optimisation step on a global batch.
 
   Args:
@@ -71,7 +67,7 @@ def train_step(state: TrainState, batch: dict, *, loss_fn, ignore_index: int, rn
     (new state, metrics): scalar `loss`, `pixel_accuracy`, `grad_norm`,
     `param_norm`, `learning_rate`.
   """
-  images = normalize_images(batch["image"])
+  images = normalize.normalize_images(batch["image"], normalization)
   labels = batch["mask"].astype(jnp.int32)
   valid = _pixel_mask(labels, ignore_index)
   dropout_rng = jax.random.fold_in(rng, state.step)
@@ -95,7 +91,7 @@ def train_step(state: TrainState, batch: dict, *, loss_fn, ignore_index: int, rn
 
 
 def eval_step(state: TrainState, batch: dict, totals: dict, *, loss_fn, ignore_index: int,
-              num_classes: int) -> dict:
+              num_classes: int, normalization: str = "unit") -> dict:
   """Adds a batch's confusion matrix and loss to `totals`.
 
   Args:
@@ -103,7 +99,7 @@ def eval_step(state: TrainState, batch: dict, totals: dict, *, loss_fn, ignore_i
       (False for padding examples, which count nowhere).
     totals: "confusion" int32 (C, C), "loss_sum" and "pixel_count" float32.
   """
-  images = normalize_images(batch["image"])
+  images = normalize.normalize_images(batch["image"], normalization)
   labels = batch["mask"].astype(jnp.int32)
   valid = _pixel_mask(labels, ignore_index) & batch["valid"][:, None, None]
   logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, images,
@@ -115,10 +111,10 @@ def eval_step(state: TrainState, batch: dict, totals: dict, *, loss_fn, ignore_i
           "pixel_count": totals["pixel_count"] + count}
 
 
-def predict_step(state: TrainState, images: jax.Array) -> jax.Array:
+def predict_step(state: TrainState, images: jax.Array, normalization: str = "unit") -> jax.Array:
   """uint8 (N, H, W, C) -> int32 (N, H, W) class per pixel."""
   logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
-                          normalize_images(images), train=False)
+                          normalize.normalize_images(images, normalization), train=False)
   return jnp.argmax(logits, -1).astype(jnp.int32)
 
 
@@ -137,17 +133,19 @@ class Trainer:
     self.state = create_train_state(config, model, input_shape, self.mesh)
     self.state_sharding = jax.tree.map(lambda x: x.sharding, self.state)
     loss_fn = losses.get(config.loss)
+    normalization = config.dataset.normalization
     self.train_step = jax.jit(
         functools.partial(train_step, loss_fn=loss_fn, ignore_index=ignore_index,
-                          rng=jax.random.key(config.seed)),
+                          rng=jax.random.key(config.seed), normalization=normalization),
         in_shardings=(self.state_sharding, self.batch_sharding),
         out_shardings=(self.state_sharding, self.replicated), donate_argnums=0)
     self.eval_step = jax.jit(
         functools.partial(eval_step, loss_fn=loss_fn, ignore_index=ignore_index,
-                          num_classes=num_classes),
+                          num_classes=num_classes, normalization=normalization),
         in_shardings=(self.state_sharding, self.batch_sharding, self.replicated),
         out_shardings=self.replicated, donate_argnums=2)
-    self.predict_step = jax.jit(predict_step, out_shardings=self.replicated)
+    self.predict_step = jax.jit(functools.partial(predict_step, normalization=normalization),
+                                out_shardings=self.replicated)
 
   def evaluate(self, state: TrainState, eval_batches) -> tuple[dict, dict]:
     """Metrics over the whole split, and the first batch (host arrays + predictions)."""
