@@ -28,6 +28,9 @@ from segjax import data as datasets
 from segjax.data import normalize, pipeline, prefetch
 
 
+LABELS_FILE = "labels.json"  # What the classes are, for predict.py.
+
+
 class TrainState(train_state.TrainState):
   batch_stats: Any = None
 
@@ -85,8 +88,8 @@ def train_step(state: TrainState, batch: dict, *, loss_fn, ignore_index: int, rn
   return new_state, {
       "loss": loss,
       "pixel_accuracy": correct / jnp.maximum(jnp.sum(valid), 1),
-      "grad_norm": optax.global_norm(grads),
-      "param_norm": optax.global_norm(new_state.params),
+      "grad_norm": optax.tree.norm(grads),
+      "param_norm": optax.tree.norm(new_state.params),
   }
 
 
@@ -122,9 +125,9 @@ class Trainer:
   """Compiled steps of one config on one mesh."""
 
   def __init__(self, config: ml_collections.ConfigDict, model: nn.Module, num_classes: int,
-               input_shape: tuple[int, int, int], ignore_index: int):
+               input_shape: tuple[int, int, int], ignore_index: int, mesh=None):
     self.config = config
-    self.mesh = sharding_lib.create_mesh()
+    self.mesh = mesh or sharding_lib.create_mesh()
     sharding_lib.check_batch_size(config.batch_size, self.mesh)
     sharding_lib.check_batch_size(config.eval_batch_size, self.mesh, "eval_batch_size")
     self.num_classes = num_classes
@@ -179,6 +182,14 @@ def _write_config(config: ml_collections.ConfigDict, workdir: str, step: int) ->
     f.write(text)
 
 
+def _write_labels(data, workdir: str) -> None:
+  if jax.process_index() != 0:
+    return
+  with open(os.path.join(workdir, LABELS_FILE), "w") as f:
+    json.dump({"num_classes": data.num_classes, "class_names": list(data.class_names),
+               "num_channels": data.num_channels, "ignore_index": data.ignore_index}, f, indent=2)
+
+
 def _save_prediction_grid(first: dict, workdir: str, step: int, count: int, num_classes: int):
   if jax.process_index() != 0 or count <= 0:
     return
@@ -222,6 +233,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     writers.log(f"resumed from {workdir}/checkpoints at step {int(state.step)}")
   start_step = int(state.step)
   _write_config(config, workdir, start_step)
+  _write_labels(data, workdir)
   writer = writers.MetricWriter(workdir)
   schedule = optim.learning_rate_schedule(config)
   progress = writers.Progress(start_step, config.num_train_steps)
@@ -265,7 +277,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer.close()
   writers.log("final eval: " + _format(eval_metrics))
   writers.log(f"outputs in {workdir}: checkpoints/, metrics.jsonl, tensorboard/, "
-              "predictions/, config.json")
+              "predictions/, config.json, labels.json")
   return eval_metrics
 
 

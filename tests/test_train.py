@@ -1,0 +1,81 @@
+"""End to end: a few steps in a temporary workdir, every output, and resume."""
+
+import glob
+import json
+import os
+
+import pytest
+
+from segjax import train
+
+
+def read_metrics(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def checkpoint_steps(workdir):
+  return sorted(int(name) for name in os.listdir(os.path.join(workdir, "checkpoints"))
+                if name.isdigit())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tfds_dir):
+  from conftest import small_config
+  workdir = str(tmp_path_factory.mktemp("run"))
+  config = small_config(tfds_dir)
+  final = train.train_and_evaluate(config, workdir)
+  return config, workdir, final
+
+
+def test_run_writes_every_output(trained):
+  config, workdir, final = trained
+  assert checkpoint_steps(workdir) == [3, 6]
+  events = read_metrics(workdir)
+  train_lines = [e for e in events if e["split"] == "train"]
+  eval_lines = [e for e in events if e["split"] == "eval"]
+  assert [e["step"] for e in train_lines] == [2, 4, 6]
+  assert [e["step"] for e in eval_lines] == [3, 6]
+  for line in train_lines:
+    assert line["images_per_sec"] > 0 and line["loss"] > 0
+  for line in eval_lines:
+    for key in ("loss", "pixel_accuracy", "mean_iou", "iou_per_class", "f1"):
+      assert key in line
+    assert len(line["iou_per_class"]) == 2
+  assert final["pixel_accuracy"] == eval_lines[-1]["pixel_accuracy"]
+  assert glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
+  assert sorted(os.listdir(os.path.join(workdir, "predictions"))) == [
+      "step_0000003.png", "step_0000006.png"]
+  with open(os.path.join(workdir, "config.json")) as f:
+    assert json.load(f)["num_train_steps"] == config.num_train_steps
+  with open(os.path.join(workdir, "labels.json")) as f:
+    assert json.load(f)["class_names"] == ["background", "skin"]
+
+
+def test_second_invocation_resumes_at_saved_step(trained, capsys):
+  config, workdir, _ = trained
+  before = read_metrics(workdir)
+  config = config.copy_and_resolve_references()
+  config.num_train_steps = 8
+  config.eval_every_steps = 4
+  train.train_and_evaluate(config, workdir)
+  assert "resumed from" in capsys.readouterr().out
+  after = read_metrics(workdir)
+  assert after[:len(before)] == before  # Nothing overwritten.
+  new = after[len(before):]
+  assert min(e["step"] for e in new) > 6
+  assert [e["step"] for e in new if e["split"] == "eval"] == [8]
+  assert checkpoint_steps(workdir) == [3, 6, 8]
+  # The changed config is kept beside the original.
+  assert os.path.exists(os.path.join(workdir, "config_resumed_at_step_6.json"))
+
+
+def test_eval_covers_split_exactly_once(trained, tfds_dir):
+  """200 validation images in batches of 16: the padded last batch counts 8 images."""
+  config, workdir, final = trained
+  from segjax import data
+  from segjax.data import pipeline
+  dataset = data.load(config.dataset)
+  batches = list(pipeline.EvalBatches(dataset.eval, (32, 32), 16, 3))
+  assert len(batches) == 13
+  assert sum(int(b["valid"].sum()) for b in batches) == len(dataset.eval) == 200
