@@ -33,6 +33,35 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.augmentations = ("flip",)  # Names from segjax.data.augment, applied in order.
   c.dataset.num_workers = 0            # grain worker processes (0: in the main process).
   c.dataset.prefetch_batches = 2       # Batches placed on device ahead of the step.
+  c.dataset.grayscale = False          # One-channel (luma) input images, any dataset.
+  c.dataset.target = ""                # Labels of lfw_parts (face | face_hair | parts),
+                                       # oxford_iiit_pet (trimap | binary), mnist_on_cifar
+                                       # (binary | digits); "": the dataset's default.
+  # image_folder (segjax.data.image_folder, segjax.data.images): labels, masks, splits.
+  c.dataset.num_classes = 2
+  c.dataset.class_names = ()           # One per class; empty: class_0, class_1, ...
+  c.dataset.mask_encoding = "index"    # index | binary | palette | color | threshold.
+  c.dataset.class_colors = ()          # mask_encoding="color": ((r, g, b), ...), one per class.
+  c.dataset.mask_threshold = 127       # threshold (and lfw_parts): gray > this is class 1.
+  c.dataset.split_ratios = (0.8, 0.1, 0.1)  # train/validation/test of one images/+masks/ pair.
+  c.dataset.split_seed = 0             # Shuffle of the sorted file list before that split.
+  # Augmentation options (segjax.data.augment).
+  c.dataset.hflip_prob = 0.5           # flip
+  c.dataset.scale_range = (0.75, 1.5)  # scale_crop, affine: zoom factors.
+  c.dataset.translate_fraction = 0.1   # translate, affine: largest shift / size.
+  c.dataset.rotation_degrees = 15.0    # rotate, affine
+  c.dataset.shear_degrees = 5.0        # affine
+  c.dataset.brightness = 0.2           # color_jitter, brightness: factor in 1 +- this.
+  c.dataset.contrast = 0.2             # color_jitter, contrast
+  c.dataset.saturation = 0.2           # color_jitter, saturation
+  c.dataset.hue = 0.05                 # color_jitter, hue: +- this fraction of a turn.
+  c.dataset.blur_prob = 0.2
+  c.dataset.blur_sigma = (0.1, 1.5)    # Pixels.
+  c.dataset.noise_prob = 0.2
+  c.dataset.noise_std = 8.0            # Largest std of the noise, in uint8 levels.
+  c.dataset.dropout_prob = 0.2
+  c.dataset.dropout_rate = 0.05        # Fraction of pixels zeroed.
+  c.dataset.grayscale_prob = 0.1       # grayscale augmentation (channels kept).
 
   c.batch_size = 8                     # Global; must divide by the number of devices.
   c.eval_batch_size = 16
