@@ -1,0 +1,103 @@
+"""Record sources that wrap others: label mapping, grayscale, class names.
+
+They are plain picklable classes, so grain worker processes can use them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from segjax.data.images import DatasetError
+from segjax.data.registry import RecordSource, SegmentationData
+
+
+def mask_like_image(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
+  """The mask (H', W', 1) resized with nearest neighbour to the image's (H, W)."""
+  height, width = image.shape[:2]
+  if mask.shape[:2] == (height, width):
+    return mask
+  resized = Image.fromarray(np.ascontiguousarray(mask[..., 0])).resize((width, height),
+                                                                      Image.NEAREST)
+  return np.asarray(resized)[..., None]
+
+
+class LabelMapSource:
+  """Maps mask values through a 256-entry table; resizes a mask of another size."""
+
+  def __init__(self, source: RecordSource, table: np.ndarray, mask_key: str = "mask"):
+    self.source = source
+    self.table = np.asarray(table, np.uint8)
+    self.mask_key = mask_key
+    if self.table.shape != (256,):
+      raise ValueError(f"label table must have 256 entries, got {self.table.shape}")
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, index: int) -> dict:
+    record = self.source[index]
+    image = np.asarray(record["image"])
+    if image.ndim == 2:
+      image = image[..., None]
+    mask = np.asarray(record[self.mask_key])
+    if mask.ndim == 2:
+      mask = mask[..., None]
+    mask = self.table[mask]
+    return {"image": image, "mask": mask_like_image(mask, image)}
+
+
+class GrayscaleSource:
+  """Images as one channel: ITU-R 601-2 luma, L = (299 R + 587 G + 114 B) / 1000 (PIL's)."""
+
+  def __init__(self, source: RecordSource):
+    self.source = source
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, index: int) -> dict:
+    record = dict(self.source[index])
+    image = np.asarray(record["image"])
+    if image.ndim == 3 and image.shape[-1] == 3:
+      image = np.asarray(Image.fromarray(image).convert("L"))[..., None]
+    elif image.ndim == 2:
+      image = image[..., None]
+    record["image"] = image
+    return record
+
+
+def to_grayscale(data: SegmentationData) -> SegmentationData:
+  """The same dataset with one-channel images (`dataset.grayscale=True`)."""
+  return dataclasses.replace(data, train=GrayscaleSource(data.train),
+                             eval=GrayscaleSource(data.eval), num_channels=1)
+
+
+def class_names(names: Sequence[str], num_classes: int) -> tuple[str, ...]:
+  """`dataset.class_names`, or class_0 ... class_{n-1} when it is empty."""
+  names = tuple(str(name) for name in names)
+  if not names:
+    return tuple(f"class_{i}" for i in range(num_classes))
+  if len(names) != num_classes:
+    raise DatasetError(f"dataset.class_names has {len(names)} names but "
+                       f"dataset.num_classes={num_classes}: give one name per class")
+  return names
+
+
+def choose_target(dataset: str, target: str, targets: dict, default: str) -> str:
+  """`dataset.target` ("" = the dataset's default), checked against `targets`."""
+  target = target or default
+  if target not in targets:
+    raise DatasetError(f"dataset.target={target!r} is not a target of {dataset!r}; "
+                       f"choose one of {', '.join(targets)} (or '' for {default!r})")
+  return target
+
+
+def official_split(split: str, available: Sequence[str] = ("train", "test")) -> str:
+  """Datasets published without a validation split evaluate on their test split."""
+  if split == "validation" and "validation" not in available:
+    return "test"
+  return split
