@@ -51,6 +51,9 @@ def load(dataset_config: ml_collections.ConfigDict) -> SegmentationData:
     raise ValueError(f"unknown dataset {name!r} (config key dataset.name); "
                      f"registered datasets: {', '.join(names())}")
   data = _DATASETS[name](dataset_config)
+  if dataset_config.get("grayscale", False):
+    from segjax.data import sources  # Imports this module.
+    data = sources.to_grayscale(data)
   for split, source in (("train", data.train), ("eval", data.eval)):
     if len(source) == 0:
       raise ValueError(f"dataset {name!r}: the {split} split "

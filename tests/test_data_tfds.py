@@ -1,0 +1,142 @@
+"""TFDS-backed datasets on mock data (oxford_iiit_pet, mnist_on_cifar) and the
+synthetic shapes; their records through the training and evaluation pipelines."""
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from segjax import config as config_lib
+from segjax import data as datasets
+from segjax.data import mnist_on_cifar, oxford_pet, pipeline, synthetic_shapes
+from segjax.data.images import DatasetError
+
+
+def dataset_config(tmp_path, name, **overrides):
+  config = config_lib.base_config().dataset
+  config.name = name
+  config.data_dir = str(tmp_path / "tfds")
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
+@pytest.fixture
+def mock_tfds():
+  with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
+    yield
+
+
+def check_records(data, num_classes, channels=3, size=None):
+  """Documented shapes and dtypes; labels are classes or ignore_index."""
+  for source in (data.train, data.eval):
+    assert len(source) > 0
+    for i in range(min(len(source), 6)):
+      record = source[i]
+      image, mask = record["image"], record["mask"]
+      assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] == channels
+      assert mask.dtype == np.uint8 and mask.shape == image.shape[:2] + (1,)
+      if size is not None:
+        assert image.shape[:2] == size
+      assert np.isin(mask, list(range(num_classes)) + [data.ignore_index]).all()
+  assert data.num_classes == num_classes == len(data.class_names)
+
+
+@pytest.mark.parametrize("target, names", [
+    ("", ("background", "pet", "border")), ("trimap", ("background", "pet", "border")),
+    ("binary", ("background", "pet"))])
+def test_oxford_pet_on_mock_data(tmp_path, mock_tfds, target, names):
+  data = datasets.load(dataset_config(tmp_path, "oxford_iiit_pet", target=target))
+  assert data.class_names == names
+  # Mock images and masks differ in size and hold values 0-254: masks are resized to
+  # their image, values that are no trimap value become ignore_index.
+  check_records(data, len(names))
+  raw = tfds.data_source("oxford_iiit_pet", split="train", data_dir=str(tmp_path / "tfds"))[0]
+  assert raw["image"].shape[:2] != raw["segmentation_mask"].shape[:2]
+
+
+def test_oxford_trimap_table():
+  trimap = oxford_pet.label_table("trimap", 255)
+  binary = oxford_pet.label_table("binary", 255)
+  assert trimap[[1, 2, 3, 0, 4, 200]].tolist() == [1, 0, 2, 255, 255, 255]
+  assert binary[[1, 2, 3, 0, 4]].tolist() == [1, 0, 255, 255, 255]
+
+
+@pytest.mark.parametrize("target, num_classes", [("binary", 2), ("digits", 11)])
+def test_mnist_on_cifar_on_mock_data(tmp_path, mock_tfds, target, num_classes):
+  config = dataset_config(tmp_path, "mnist_on_cifar", target=target, image_size=40)
+  data = datasets.load(config)
+  check_records(data, num_classes, size=(40, 40))
+  first = data.train[3]
+  again = datasets.load(config).train[3]  # Deterministic per index.
+  np.testing.assert_array_equal(first["image"], again["image"])
+  np.testing.assert_array_equal(first["mask"], again["mask"])
+  assert not np.array_equal(first["mask"], data.train[4]["mask"])
+
+
+def test_mnist_on_cifar_composition():
+  """The digit's pixels > 127 are labelled, at an offset where the digit fits whole."""
+  digit = np.zeros((28, 28, 1), np.uint8)
+  digit[4:24, 10:18] = 250
+  digits = [{"image": digit, "label": np.int64(7)}] * 50
+  backgrounds = [{"image": np.full((32, 32, 3), 30, np.uint8)}]
+  source = mnist_on_cifar.MnistOnCifarSource(digits, backgrounds, (64, 64), "digits", 0)
+  offsets = set()
+  for index in range(50):
+    record = source[index]
+    ys, xs = np.nonzero(record["mask"][..., 0])
+    assert set(np.unique(record["mask"])) == {0, 8}  # 1 + digit 7.
+    assert (ys.max() - ys.min() + 1, xs.max() - xs.min() + 1) == (20, 8)
+    top, left = ys.min() - 4, xs.min() - 10
+    assert 0 <= top <= 64 - 28 and 0 <= left <= 64 - 28
+    offsets.add((top, left))
+    assert (record["image"][record["mask"][..., 0] == 0] == 30).all()
+  assert len(offsets) > 40  # Offsets vary with the index.
+
+
+def test_mnist_on_cifar_needs_room_for_a_digit(tmp_path, mock_tfds):
+  with pytest.raises(DatasetError, match="dataset.image_size >= 28"):
+    datasets.load(dataset_config(tmp_path, "mnist_on_cifar", image_size=16))
+
+
+def test_unknown_target_names_the_key(tmp_path, mock_tfds):
+  with pytest.raises(DatasetError, match="dataset.target='faces'.*trimap, binary"):
+    datasets.load(dataset_config(tmp_path, "oxford_iiit_pet", target="faces"))
+
+
+def test_synthetic_shapes(tmp_path, monkeypatch):
+  monkeypatch.setattr(synthetic_shapes, "SPLITS", {"train": (0, 12), "validation": (1, 4)})
+  data = datasets.load(dataset_config(tmp_path, "synthetic_shapes"))
+  assert (len(data.train), len(data.eval)) == (12, 4)
+  check_records(data, 4, size=(64, 64))
+  image, mask = synthetic_shapes.generate_example(0, 0, 5)
+  np.testing.assert_array_equal(data.train[5]["mask"][..., 0], mask)  # Stored in order.
+  classes = set()
+  for index in range(30):
+    classes |= set(np.unique(synthetic_shapes.generate_example(0, 0, index)[1]).tolist())
+  assert classes == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("augmentations", [
+    ("flip", "scale_crop", "color_jitter"),
+    ("affine", "rotate", "translate", "blur", "noise", "dropout", "grayscale", "hue")])
+def test_pipeline_on_mock_pet(tmp_path, mock_tfds, augmentations):
+  """Mismatched mock shapes and random values come out as fixed-size, valid batches."""
+  config = config_lib.base_config()
+  config.dataset = dataset_config(tmp_path, "oxford_iiit_pet", target="binary",
+                                  image_size=24, augmentations=augmentations)
+  config.batch_size = 4
+  data = datasets.load(config.dataset)
+  loader = iter(pipeline.train_loader(data.train, config))
+  for _ in range(2):
+    batch = next(loader)
+    assert batch["image"].shape == (4, 24, 24, 3) and batch["image"].dtype == np.uint8
+    assert batch["mask"].shape == (4, 24, 24) and batch["mask"].dtype == np.uint8
+    assert np.isin(batch["mask"], [0, 1, 255]).all()
+  batches = list(pipeline.EvalBatches(data.eval, (24, 24), 4, data.num_channels))
+  assert len(batches) == 2 and batches[1]["valid"].tolist() == [True, True, False, False]
+
+
+def test_grayscale_applies_to_every_dataset(tmp_path, mock_tfds):
+  data = datasets.load(dataset_config(tmp_path, "mnist_on_cifar", grayscale=True))
+  assert data.num_channels == 1
+  assert data.train[0]["image"].shape == (64, 64, 1)
