@@ -123,19 +123,42 @@ def _rotation(degrees: float) -> np.ndarray:
   return np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
 
 
+def _resize_planes(image: np.ndarray, size: tuple[int, int], box=None) -> np.ndarray:
+  """Bilinear resize of every channel to (width, height) = size, of `box` if given."""
+  planes = [np.asarray(plane.resize(size, Image.BILINEAR, box=box))
+            for plane in _to_pil_planes(image)]
+  return planes[0] if image.shape[-1] == 3 else np.stack(planes, axis=-1)
+
+
+def _resize_mask(mask: np.ndarray, size: tuple[int, int], box=None) -> np.ndarray:
+  pil = Image.fromarray(np.ascontiguousarray(mask[..., 0]), "L")
+  return np.asarray(pil.resize(size, Image.NEAREST, box=box))[..., None]
+
+
 @register("scale_crop")
 def scale_crop(record, rng, config):
-  """Zoom by s, then the window of the original size at a random position."""
-  height, width = record["image"].shape[:2]
+  """Zoom by s from `scale_range`, then the window of the original size at a random
+  position: inside the zoomed image (s >= 1), or the zoomed image placed at a random
+  position in a padded window (s < 1)."""
+  image, mask = record["image"], record["mask"]
+  height, width = image.shape[:2]
   scale = _uniform_range(rng, config.scale_range, "scale_range")
   if scale <= 0:
     raise ValueError(f"dataset.scale_range={tuple(config.scale_range)} must be positive")
-  # Top-left of the window in the zoomed image: inside it (zoom in) or padding (zoom out).
-  extra_y, extra_x = height * (scale - 1), width * (scale - 1)
-  top = rng.uniform(min(0.0, extra_y), max(0.0, extra_y))
-  left = rng.uniform(min(0.0, extra_x), max(0.0, extra_x))
-  inverse = np.array([[1 / scale, 0, left / scale], [0, 1 / scale, top / scale]])
-  return warp(record, inverse, config.ignore_index)
+  if scale >= 1:
+    # One resampling of the window, the box in source pixels (resize is faster than warp).
+    top = rng.uniform(0, height * (scale - 1)) / scale
+    left = rng.uniform(0, width * (scale - 1)) / scale
+    box = (left, top, left + width / scale, top + height / scale)
+    return {**record, "image": _resize_planes(image, (width, height), box),
+            "mask": _resize_mask(mask, (width, height), box)}
+  small_h, small_w = max(1, round(height * scale)), max(1, round(width * scale))
+  top, left = int(rng.integers(0, height - small_h + 1)), int(rng.integers(0, width - small_w + 1))
+  new_image = np.zeros_like(image)
+  new_mask = np.full_like(mask, config.ignore_index)
+  new_image[top:top + small_h, left:left + small_w] = _resize_planes(image, (small_w, small_h))
+  new_mask[top:top + small_h, left:left + small_w] = _resize_mask(mask, (small_w, small_h))
+  return {**record, "image": new_image, "mask": new_mask}
 
 
 @register("translate")
