@@ -21,10 +21,10 @@ def get_config():
   config.dataset.image_size = 64
   config.dataset.augmentations = ("flip",)
   config.batch_size = 8
-  config.num_train_steps = 800
+  config.num_train_steps = 1000
   config.learning_rate = 1e-3
   config.lr_schedule = "warmup_cosine"
   config.warmup_steps = 50
-  config.eval_every_steps = 400
-  config.checkpoint_every_steps = 400
+  config.eval_every_steps = 500
+  config.checkpoint_every_steps = 500
   return config

@@ -1,10 +1,18 @@
-"""Orbax checkpoints of the train state and of the data iterator position."""
+"""Orbax checkpoints of the train state and of the data iterator position.
+
+A checkpoint being written lives in a temporary folder that Orbax renames
+when complete, so a run killed mid-save leaves the previous checkpoints as
+they were. A finished checkpoint that no longer restores (a truncated or
+corrupted file) is reported, moved aside (never deleted) and skipped.
+"""
 
 from __future__ import annotations
 
 import os
+import time
 
 import grain
+import jax
 import orbax.checkpoint as ocp
 
 
@@ -19,7 +27,7 @@ def save(manager: ocp.CheckpointManager, step: int, state, data_iterator=None) -
   items = {"state": ocp.args.StandardSave(state)}
   if data_iterator is not None:
     items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
-  manager.save(step, args=ocp.args.Composite(**items))
+  manager.save(step, args=ocp.args.Composite(**items), force=True)
 
 
 def restore(manager: ocp.CheckpointManager, step: int, abstract_state, data_iterator=None):
@@ -28,3 +36,24 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state, data_iter
   if data_iterator is not None:
     items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
   return manager.restore(step, args=ocp.args.Composite(**items))["state"]
+
+
+def restore_latest_valid(workdir: str, max_to_keep: int, abstract_state, data_iterator, log):
+  """Restores the newest checkpoint that restores; returns (manager, state or None).
+
+  Damaged checkpoints are renamed to `damaged_<step>_<time>` in the same folder.
+  """
+  manager = create_manager(workdir, max_to_keep)
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      return manager, restore(manager, step, abstract_state, data_iterator)
+    except Exception as error:  # Orbax and TensorStore raise many kinds.
+      directory = os.fspath(manager.directory)
+      log(f"checkpoint {directory}/{step} is damaged and is skipped "
+          f"({type(error).__name__}: {str(error)[:300]})")
+      if jax.process_index() == 0:
+        os.rename(os.path.join(directory, str(step)),
+                  os.path.join(directory, f"damaged_{step}_{int(time.time())}"))
+      manager.close()
+      manager = create_manager(workdir, max_to_keep)
+  return manager, None

@@ -63,10 +63,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.dropout_rate = 0.05        # Fraction of pixels zeroed.
   c.dataset.grayscale_prob = 0.1       # grayscale augmentation (channels kept).
 
+  # Device mesh: batches split over data x fsdp; fsdp > 1 also splits parameters
+  # and optimizer state. data = -1: all devices fsdp leaves.
+  c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})
+
   c.batch_size = 8                     # Global; must divide by the number of devices.
   c.eval_batch_size = 16
   c.num_train_steps = 1000
   c.dtype = "float32"                  # Compute dtype ("bfloat16": fp32 parameters).
+  c.grad_accum_steps = 1               # Micro-batches per step (batch_size divides by it).
+  c.ema_decay = 0.0                    # > 0: evaluate an exponential moving average of params.
+  c.skip_nonfinite = False             # True: skip (and count) non-finite updates, else stop.
 
   c.optimizer = "adam"                 # adam | adamw | sgd
   c.learning_rate = 1e-4

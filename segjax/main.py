@@ -3,7 +3,9 @@
   python -m segjax.main --config configs/segnet_skin.py [--workdir DIR] [--config.KEY=VALUE ...]
 
 The workdir defaults to runs/<config file stem>; running the same command
-again resumes from its latest checkpoint.
+again resumes from its latest checkpoint. Several processes (hosts): the same
+command on each, with --coordinator_address/--num_processes/--process_id or
+under SLURM / a TPU pod, which are detected.
 """
 
 import os
@@ -11,12 +13,15 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from segjax import train
+from segjax import distributed, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Where checkpoints, logs and pictures go "
                     "(default: runs/<config file stem>).")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-process runs.")
+flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.")
+flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
 flags.mark_flags_as_required(["config"])
 
 
@@ -28,6 +33,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.WARNING)  # Library chatter; the run reports on stdout.
+  distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   workdir = FLAGS.workdir or default_workdir(config_flags.get_config_filename(FLAGS["config"]))
   train.train_and_evaluate(FLAGS.config, workdir)
 

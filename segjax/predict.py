@@ -12,6 +12,7 @@ skipped; the exit status is then 1.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -23,8 +24,8 @@ import numpy as np
 from absl import app, flags, logging
 from PIL import Image
 
-from segjax import checkpointing, sharding as sharding_lib, train, visualize
-from segjax.data import normalize, pipeline
+from segjax import checkpointing, outputs, sharding as sharding_lib, train, visualize
+from segjax.data import pipeline
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
@@ -40,7 +41,7 @@ class Predictor:
 
   def __init__(self, workdir: str, step: int | None = None):
     config_path = os.path.join(workdir, "config.json")
-    labels_path = os.path.join(workdir, train.LABELS_FILE)
+    labels_path = os.path.join(workdir, outputs.LABELS_FILE)
     for path in (config_path, labels_path):
       if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: is {workdir} the workdir of a training run?")
@@ -57,7 +58,8 @@ class Predictor:
     self.num_classes = self.labels["num_classes"]
     self.num_channels = self.labels["num_channels"]
     model = train.create_model(self.config, self.num_classes)
-    mesh = sharding_lib.create_mesh()
+    # One device is enough to segment single images.
+    mesh = sharding_lib.create_mesh(devices=jax.local_devices()[:1])
     abstract = jax.eval_shape(lambda: train.create_train_state(
         self.config, model, (*self.size, self.num_channels), mesh))
     abstract = jax.tree.map(
@@ -65,15 +67,8 @@ class Predictor:
         abstract)
     self.state = checkpointing.restore(manager, step, abstract)
     self.step = step
-    mode = self.config.dataset.normalization
-
-    @jax.jit
-    def probabilities(state, images):
-      logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
-                              normalize.normalize_images(images, mode), train=False)
-      return jax.nn.softmax(logits, -1)
-
-    self._probabilities = probabilities
+    self._probabilities = jax.jit(functools.partial(
+        train.predict_probabilities, normalization=self.config.dataset.normalization))
 
   def load_image(self, path: str) -> np.ndarray:
     """uint8 (H, W, C) with the run's channel count, or a ValueError naming the file."""

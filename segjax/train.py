@@ -1,15 +1,14 @@
 """Training and evaluation: pure step functions and the loop around them.
 
 `train_step(state, batch) -> (state, metrics)` and
-`eval_step(state, batch, totals) -> totals` are pure; `train_and_evaluate`
-compiles them once over a mesh of all devices (batch split on `data`, state
-replicated, state donated), and owns checkpoints, logs and pictures.
+`eval_step(state, batch, totals) -> totals` are pure; `Trainer` compiles them
+once over the device mesh (batch split over its axes, state donated), and
+`train_and_evaluate` owns the loop, checkpoints, logs and pictures.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import time
 from typing import Any
@@ -22,17 +21,16 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from segjax import checkpointing, losses, metrics as metrics_lib, models, optim, visualize, writers
+from segjax import checkpointing, losses, metrics as metrics_lib, models, optim, outputs
+from segjax import run_control, writers
 from segjax import sharding as sharding_lib
 from segjax import data as datasets
 from segjax.data import normalize, pipeline, prefetch
 
 
-LABELS_FILE = "labels.json"  # What the classes are, for predict.py.
-
-
 class TrainState(train_state.TrainState):
   batch_stats: Any = None
+  ema_params: Any = None  # Set when config.ema_decay > 0; evaluation then uses it.
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
@@ -48,49 +46,92 @@ def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
   def init(rng):
     variables = model.init({"params": rng, "dropout": rng}, jnp.zeros((1, *input_shape)),
                            train=False)
-    return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
-                             batch_stats=variables.get("batch_stats", {}))
+    params = variables["params"]
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
+                             batch_stats=variables.get("batch_stats", {}),
+                             ema_params=params if config.ema_decay > 0 else None)
 
-  abstract = jax.eval_shape(init, jax.random.key(config.seed))
-  shardings = jax.tree.map(lambda _: sharding_lib.replicated(mesh), abstract)
-  return jax.jit(init, out_shardings=shardings)(jax.random.key(config.seed))
+  rng = jax.random.key(config.seed)
+  shardings = sharding_lib.state_shardings(mesh, jax.eval_shape(init, rng))
+  return jax.jit(init, out_shardings=shardings)(rng)
 
 
-def _pixel_mask(labels: jax.Array, ignore_index: int) -> jax.Array:
-  return labels != ignore_index
+def _split_micro_batches(x: jax.Array, count: int) -> jax.Array:
+  # Micro-batch k takes rows k, k + count, ...: every device holds an equal
+  # share of every micro-batch, so splitting moves no data between devices.
+  return x.reshape(x.shape[0] // count, count, *x.shape[1:]).swapaxes(0, 1)
 
 
 def train_step(state: TrainState, batch: dict, *, loss_fn, ignore_index: int, rng: jax.Array,
-               normalization: str = "unit"):
+               normalization: str = "unit", grad_accum_steps: int = 1, ema_decay: float = 0.0):
   """One optimisation step on a global batch.
 
   Args:
     batch: "image" uint8 (N, H, W, C), "mask" uint8 (N, H, W).
   Returns:
     (new state, metrics): scalar `loss`, `pixel_accuracy`, `grad_norm`,
-    `param_norm`, `learning_rate`.
+    `param_norm`, and `nonfinite` (1 when the loss or gradient was not finite:
+    the update was then skipped and the state only counts the step).
   """
   images = normalize.normalize_images(batch["image"], normalization)
   labels = batch["mask"].astype(jnp.int32)
-  valid = _pixel_mask(labels, ignore_index)
+  valid = labels != ignore_index
   dropout_rng = jax.random.fold_in(rng, state.step)
 
-  def compute_loss(params):
-    logits, updates = state.apply_fn(
-        {"params": params, "batch_stats": state.batch_stats}, images, train=True,
-        mutable=["batch_stats"], rngs={"dropout": dropout_rng})
-    total, count = loss_fn(logits, labels, valid)
-    return total / jnp.maximum(count, 1.0), (logits, updates)
+  def gradients(batch_stats, images, labels, valid, rng):
+    def loss_sum(params):
+      logits, updates = state.apply_fn(
+          {"params": params, "batch_stats": batch_stats}, images, train=True,
+          mutable=["batch_stats"], rngs={"dropout": rng})
+      total, count = loss_fn(logits, labels, valid)
+      return total, (count, logits, updates["batch_stats"])
 
-  (loss, (logits, updates)), grads = jax.value_and_grad(compute_loss, has_aux=True)(state.params)
-  new_state = state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"])
-  correct = jnp.sum((jnp.argmax(logits, -1) == labels) & valid)
+    (total, (count, logits, batch_stats)), grads = jax.value_and_grad(
+        loss_sum, has_aux=True)(state.params)
+    correct = jnp.sum((jnp.argmax(logits, -1) == labels) & valid)
+    return grads, total, count, correct, batch_stats
+
+  if grad_accum_steps == 1:
+    grads, total, count, correct, batch_stats = gradients(
+        state.batch_stats, images, labels, valid, dropout_rng)
+  else:
+    def accumulate(carry, micro):
+      index, *micro_batch = micro
+      g, t, c, k, batch_stats = gradients(carry[4], *micro_batch,
+                                          jax.random.fold_in(dropout_rng, index))
+      return (jax.tree.map(jnp.add, carry[0], g), carry[1] + t, carry[2] + c, carry[3] + k,
+              batch_stats), None
+
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    micro_batches = [jnp.arange(grad_accum_steps)] + [
+        _split_micro_batches(x, grad_accum_steps) for x in (images, labels, valid)]
+    (grads, total, count, correct, batch_stats), _ = jax.lax.scan(
+        accumulate, (zeros, 0.0, 0.0, 0, state.batch_stats), micro_batches)
+  # Gradient of the mean over all counted pixels of the global batch.
+  count = jnp.maximum(count, 1.0)
+  grads = jax.tree.map(lambda g: g / count, grads)
+  loss = total / count
+  grad_norm = optax.tree.norm(grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+
+  updated = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  if ema_decay > 0:
+    updated = updated.replace(ema_params=jax.tree.map(
+        lambda e, p: ema_decay * e + (1 - ema_decay) * p, state.ema_params, updated.params))
+  skipped = state.replace(step=state.step + 1)
+  new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, skipped)
   return new_state, {
       "loss": loss,
-      "pixel_accuracy": correct / jnp.maximum(jnp.sum(valid), 1),
-      "grad_norm": optax.tree.norm(grads),
+      "pixel_accuracy": correct / count,
+      "grad_norm": grad_norm,
       "param_norm": optax.tree.norm(new_state.params),
+      "nonfinite": (~finite).astype(jnp.int32),
   }
+
+
+def _inference_variables(state: TrainState) -> dict:
+  params = state.ema_params if state.ema_params is not None else state.params
+  return {"params": params, "batch_stats": state.batch_stats}
 
 
 def eval_step(state: TrainState, batch: dict, totals: dict, *, loss_fn, ignore_index: int,
@@ -104,9 +145,8 @@ def eval_step(state: TrainState, batch: dict, totals: dict, *, loss_fn, ignore_i
   """
   images = normalize.normalize_images(batch["image"], normalization)
   labels = batch["mask"].astype(jnp.int32)
-  valid = _pixel_mask(labels, ignore_index) & batch["valid"][:, None, None]
-  logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, images,
-                          train=False)
+  valid = (labels != ignore_index) & batch["valid"][:, None, None]
+  logits = state.apply_fn(_inference_variables(state), images, train=False)
   loss_sum, count = loss_fn(logits, labels, valid)
   confusion = metrics_lib.confusion_matrix(labels, jnp.argmax(logits, -1), valid, num_classes)
   return {"confusion": totals["confusion"] + confusion,
@@ -114,22 +154,26 @@ def eval_step(state: TrainState, batch: dict, totals: dict, *, loss_fn, ignore_i
           "pixel_count": totals["pixel_count"] + count}
 
 
-def predict_step(state: TrainState, images: jax.Array, normalization: str = "unit") -> jax.Array:
-  """uint8 (N, H, W, C) -> int32 (N, H, W) class per pixel."""
-  logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
+def predict_probabilities(state: TrainState, images: jax.Array,
+                          normalization: str = "unit") -> jax.Array:
+  """uint8 (N, H, W, C) -> float32 (N, H, W, num_classes) class probabilities."""
+  logits = state.apply_fn(_inference_variables(state),
                           normalize.normalize_images(images, normalization), train=False)
-  return jnp.argmax(logits, -1).astype(jnp.int32)
+  return jax.nn.softmax(logits, -1)
 
 
 class Trainer:
-  """Compiled steps of one config on one mesh."""
+  """The compiled steps of one config on one mesh, and the initial state."""
 
   def __init__(self, config: ml_collections.ConfigDict, model: nn.Module, num_classes: int,
                input_shape: tuple[int, int, int], ignore_index: int, mesh=None):
     self.config = config
-    self.mesh = mesh or sharding_lib.create_mesh()
+    self.mesh = mesh or sharding_lib.create_mesh(config.mesh)
     sharding_lib.check_batch_size(config.batch_size, self.mesh)
     sharding_lib.check_batch_size(config.eval_batch_size, self.mesh, "eval_batch_size")
+    if config.batch_size % (config.grad_accum_steps * self.mesh.size):
+      raise ValueError(f"batch_size={config.batch_size} must divide by grad_accum_steps="
+                       f"{config.grad_accum_steps} x {self.mesh.size} device(s)")
     self.num_classes = num_classes
     self.batch_sharding = sharding_lib.batch_sharding(self.mesh)
     self.replicated = sharding_lib.replicated(self.mesh)
@@ -139,7 +183,8 @@ class Trainer:
     normalization = config.dataset.normalization
     self.train_step = jax.jit(
         functools.partial(train_step, loss_fn=loss_fn, ignore_index=ignore_index,
-                          rng=jax.random.key(config.seed), normalization=normalization),
+                          rng=jax.random.key(config.seed), normalization=normalization,
+                          grad_accum_steps=config.grad_accum_steps, ema_decay=config.ema_decay),
         in_shardings=(self.state_sharding, self.batch_sharding),
         out_shardings=(self.state_sharding, self.replicated), donate_argnums=0)
     self.eval_step = jax.jit(
@@ -147,8 +192,9 @@ class Trainer:
                           num_classes=num_classes, normalization=normalization),
         in_shardings=(self.state_sharding, self.batch_sharding, self.replicated),
         out_shardings=self.replicated, donate_argnums=2)
-    self.predict_step = jax.jit(functools.partial(predict_step, normalization=normalization),
-                                out_shardings=self.replicated)
+    self.predict = jax.jit(
+        lambda state, images: jnp.argmax(predict_probabilities(state, images, normalization), -1),
+        out_shardings=self.replicated)
 
   def evaluate(self, state: TrainState, eval_batches) -> tuple[dict, dict]:
     """Metrics over the whole split, and the first batch (host arrays + predictions)."""
@@ -161,45 +207,25 @@ class Trainer:
       batch = sharding_lib.put_batch(host_batch, self.batch_sharding)
       totals = self.eval_step(state, batch, totals)
       if first is None:
-        first = dict(host_batch, prediction=self.predict_step(state, batch["image"]))
+        first = dict(host_batch, prediction=self.predict(state, batch["image"]))
     totals = jax.device_get(totals)
     result = metrics_lib.from_confusion_matrix(totals["confusion"])
     result["loss"] = float(totals["loss_sum"] / max(totals["pixel_count"], 1.0))
     return result, first
 
 
-def _write_config(config: ml_collections.ConfigDict, workdir: str, step: int) -> None:
-  """Writes config.json; a resumed run with a changed config keeps the old file."""
-  path = os.path.join(workdir, "config.json")
-  text = config.to_json_best_effort(indent=2, sort_keys=True)
-  if os.path.exists(path):
-    with open(path) as f:
-      if f.read() == text:
-        return
-    path = os.path.join(workdir, f"config_resumed_at_step_{step}.json")
-    writers.log(f"config differs from {workdir}/config.json; this run's config: {path}")
-  with open(path, "w") as f:
-    f.write(text)
-
-
-def _write_labels(data, workdir: str) -> None:
-  if jax.process_index() != 0:
-    return
-  with open(os.path.join(workdir, LABELS_FILE), "w") as f:
-    json.dump({"num_classes": data.num_classes, "class_names": list(data.class_names),
-               "num_channels": data.num_channels, "ignore_index": data.ignore_index}, f, indent=2)
-
-
-def _save_prediction_grid(first: dict, workdir: str, step: int, count: int, num_classes: int):
-  if jax.process_index() != 0 or count <= 0:
-    return
-  valid = np.flatnonzero(first["valid"])[:count]
-  # Process 0 holds the first rows of every global batch.
-  grid = visualize.prediction_grid(first["image"][valid], first["mask"][valid],
-                                   np.asarray(first["prediction"])[valid], num_classes)
-  directory = os.path.join(workdir, "predictions")
-  os.makedirs(directory, exist_ok=True)
-  visualize.save_png(grid, os.path.join(directory, f"step_{step:07d}.png"))
+def _summarise(pending: list[dict], first_step: int, config, workdir: str) -> dict:
+  """Host copy of the metrics since the last log; stops the run on a non-finite step."""
+  stacked = jax.device_get(jax.tree.map(lambda *xs: jnp.stack(xs), *pending))
+  bad = np.flatnonzero(stacked["nonfinite"])
+  if bad.size and not config.skip_nonfinite:
+    raise FloatingPointError(
+        f"non-finite loss or gradient at step {first_step + int(bad[0])}; the update was not "
+        f"applied and the checkpoints in {workdir}/checkpoints are intact (set "
+        "--config.skip_nonfinite=True to skip such steps)")
+  summary = {k: float(np.mean(v)) for k, v in stacked.items() if k != "nonfinite"}
+  summary["nonfinite_steps"] = int(bad.size)
+  return summary
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -210,6 +236,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
+  with run_control.WorkdirLock(workdir), run_control.StopSignal() as stop:
+    return _train_and_evaluate(config, workdir, stop)
+
+
+def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> dict:
   data = datasets.load(config.dataset)
   writers.log(f"dataset {config.dataset.name}: {len(data.train)} train examples "
               f"({config.dataset.train_split}), {len(data.eval)} eval examples "
@@ -220,20 +251,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     data.ignore_index)
   writers.log(f"model {config.model.name}: "
               f"{sum(x.size for x in jax.tree.leaves(trainer.state.params)):,} parameters; "
-              f"{trainer.mesh.size} device(s) ({jax.devices()[0].platform})")
+              f"{trainer.mesh.size} device(s) ({jax.devices()[0].platform}), "
+              f"{jax.process_count()} process(es)")
 
   train_iter = prefetch.DevicePrefetcher(iter(pipeline.train_loader(data.train, config)),
                                          trainer.batch_sharding, config.dataset.prefetch_batches)
   eval_batches = pipeline.EvalBatches(data.eval, (height, width), config.eval_batch_size,
                                       data.num_channels)
-  manager = checkpointing.create_manager(workdir, config.max_to_keep)
-  state = trainer.state
-  if manager.latest_step() is not None:
-    state = checkpointing.restore(manager, manager.latest_step(), state, train_iter)
+  manager, state = checkpointing.restore_latest_valid(
+      workdir, config.max_to_keep, trainer.state, train_iter, writers.log)
+  if state is None:
+    state = trainer.state
+  else:
     writers.log(f"resumed from {workdir}/checkpoints at step {int(state.step)}")
   start_step = int(state.step)
-  _write_config(config, workdir, start_step)
-  _write_labels(data, workdir)
+  outputs.write_config(config, workdir, start_step)
+  outputs.write_labels(data, workdir)
   writer = writers.MetricWriter(workdir)
   schedule = optim.learning_rate_schedule(config)
   progress = writers.Progress(start_step, config.num_train_steps)
@@ -246,38 +279,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if step == start_step + 1:  # Leave compilation out of the throughput.
       jax.block_until_ready(step_metrics)
       last_log_step, last_log_time = step, time.time()
-      pending = []
     is_last = step == config.num_train_steps
-    if pending and (step % config.log_every_steps == 0 or is_last):
-      summary = {k: float(np.mean(v)) for k, v in jax.device_get(
-          jax.tree.map(lambda *xs: np.stack(xs), *pending)).items()}
-      if not np.isfinite(summary["loss"]):
-        raise FloatingPointError(f"non-finite training loss at step {step}; the last "
-                                 f"checkpoint in {workdir}/checkpoints is intact")
-      elapsed = time.time() - last_log_time
-      summary["images_per_sec"] = (step - last_log_step) * config.batch_size / elapsed
-      summary["learning_rate"] = float(schedule(step - 1))
-      writer.write(step, "train", summary)
-      progress.report(step, summary["loss"], summary["images_per_sec"])
-      pending, last_log_step, last_log_time = [], step, time.time()
+    should_save = step % config.checkpoint_every_steps == 0 or is_last or stop.received
+    if step % config.log_every_steps == 0 or is_last or should_save:
+      summary = _summarise(pending, step - len(pending) + 1, config, workdir)
+      pending = []
+      if step % config.log_every_steps == 0 or is_last:
+        summary["images_per_sec"] = ((step - last_log_step) * config.batch_size /
+                                     max(time.time() - last_log_time, 1e-9))
+        summary["learning_rate"] = float(schedule(step - 1))
+        writer.write(step, "train", summary)
+        progress.report(step, summary["loss"], summary["images_per_sec"])
+        last_log_step, last_log_time = step, time.time()
     if step % config.eval_every_steps == 0 or is_last:
       eval_metrics, first = trainer.evaluate(state, eval_batches)
       writer.write(step, "eval", eval_metrics)
-      _save_prediction_grid(first, workdir, step, config.num_prediction_images, data.num_classes)
+      outputs.save_prediction_grid(first, workdir, step, config.num_prediction_images,
+                                   data.num_classes)
       writers.log(f"eval at step {step}: " + _format(eval_metrics))
       last_log_time = time.time()
-    if step % config.checkpoint_every_steps == 0 or is_last:
+    if should_save:
       checkpointing.save(manager, step, state, train_iter)
-  if eval_metrics is None:  # Nothing left to train: report the checkpoint as it is.
+    if stop.received:
+      manager.wait_until_finished()
+      writers.log(f"{stop.received}: saved a checkpoint at step {step} in {workdir}/checkpoints; "
+                  "run the same command to resume")
+      break
+  if eval_metrics is None:  # Nothing trained (finished before, or stopped): report as it is.
     eval_metrics, _ = trainer.evaluate(state, eval_batches)
-    writers.log(f"training already finished at step {start_step}")
   manager.wait_until_finished()
   manager.close()
   train_iter.close()
   writer.close()
   writers.log("final eval: " + _format(eval_metrics))
   writers.log(f"outputs in {workdir}: checkpoints/, metrics.jsonl, tensorboard/, "
-              "predictions/, config.json, labels.json")
+              f"predictions/, config.json, {outputs.LABELS_FILE}")
   return eval_metrics
 
 

@@ -36,7 +36,7 @@ def main():
            "mask": rng.integers(0, 2, (8, 32, 32), dtype=np.uint8)}
   batch["mask"][0, :4] = 255  # Ignored pixels too.
   many = run_step(config, sharding.create_mesh(), batch)
-  one = run_step(config, sharding.create_mesh(jax.devices()[:1]), batch)
+  one = run_step(config, sharding.create_mesh(devices=jax.devices()[:1]), batch)
   diff = lambda a, b: max(float(np.max(np.abs(x - y))) for x, y in zip(
       jax.tree.leaves(a), jax.tree.leaves(b)))
   json.dump({"params": diff(many[0], one[0]), "batch_stats": diff(many[1], one[1]),

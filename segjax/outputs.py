@@ -1,0 +1,51 @@
+"""Files a run leaves in its workdir besides checkpoints and metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+
+from segjax import visualize, writers
+
+LABELS_FILE = "labels.json"  # What the classes are, for predict.py.
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str, step: int) -> None:
+  """Writes config.json; a resumed run with a changed config keeps the old file."""
+  if jax.process_index() != 0:
+    return
+  path = os.path.join(workdir, "config.json")
+  text = config.to_json_best_effort(indent=2, sort_keys=True)
+  if os.path.exists(path):
+    with open(path) as f:
+      if f.read() == text:
+        return
+    path = os.path.join(workdir, f"config_resumed_at_step_{step}.json")
+    writers.log(f"config differs from {workdir}/config.json; this run's config: {path}")
+  with open(path, "w") as f:
+    f.write(text)
+
+
+def write_labels(data, workdir: str) -> None:
+  if jax.process_index() != 0:
+    return
+  with open(os.path.join(workdir, LABELS_FILE), "w") as f:
+    json.dump({"num_classes": data.num_classes, "class_names": list(data.class_names),
+               "num_channels": data.num_channels, "ignore_index": data.ignore_index}, f, indent=2)
+
+
+def save_prediction_grid(first: dict, workdir: str, step: int, count: int, num_classes: int):
+  """input | truth | prediction for the first `count` valid examples of an eval batch."""
+  if jax.process_index() != 0 or count <= 0:
+    return
+  valid = np.flatnonzero(first["valid"])[:count]
+  # Process 0 holds the first rows of every global batch.
+  grid = visualize.prediction_grid(first["image"][valid], first["mask"][valid],
+                                   np.asarray(first["prediction"])[valid], num_classes)
+  directory = os.path.join(workdir, "predictions")
+  os.makedirs(directory, exist_ok=True)
+  visualize.save_png(grid, os.path.join(directory, f"step_{step:07d}.png"))

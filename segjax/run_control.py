@@ -1,0 +1,69 @@
+"""Keeping a run safe: one process per workdir, and a clean stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+
+import jax
+
+
+class WorkdirInUseError(RuntimeError):
+  pass
+
+
+class WorkdirLock:
+  """An exclusive lock on the workdir for this JAX process, held while training.
+
+  The kernel drops the lock when the process dies, even by SIGKILL, so a
+  killed run never leaves a stale lock behind.
+  """
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, f".lock.process_{jax.process_index()}")
+    self._file = None
+
+  def __enter__(self):
+    self._file = open(self.path, "a+")
+    try:
+      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      self._file.seek(0)
+      owner = self._file.read().strip() or "unknown"
+      self._file.close()
+      raise WorkdirInUseError(
+          f"{os.path.dirname(self.path)} is in use by another training run (pid {owner}); "
+          "wait for it to finish or choose another --workdir") from None
+    self._file.seek(0)
+    self._file.truncate()
+    self._file.write(str(os.getpid()))
+    self._file.flush()
+    return self
+
+  def __exit__(self, *exc):
+    fcntl.flock(self._file, fcntl.LOCK_UN)
+    self._file.close()
+
+
+class StopSignal:
+  """Records SIGTERM/SIGINT instead of dying, so the loop can save and exit 0."""
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.received: str | None = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    self.received = signal.Signals(signum).name
+
+  def __enter__(self):
+    for signum in self.SIGNALS:
+      self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
