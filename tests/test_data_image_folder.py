@@ -2,6 +2,7 @@
 layouts, image modes, and every kind of bad input."""
 
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -294,3 +295,13 @@ def test_every_problem_listed_at_once(tmp_path):
 def test_bad_options_name_the_key(tmp_path, overrides, match):
   write_pairs(tmp_path / "src", range(10))
   load_fails(tmp_path, match, **overrides)
+
+
+def test_splits_pickle_for_grain_workers(tmp_path):
+  """Worker processes get the sources pickled; unpickling reads the same records."""
+  write_pairs(tmp_path / "src", range(10))
+  data = datasets.load(folder_config(tmp_path, tmp_path / "src", num_classes=3))
+  copy = pickle.loads(pickle.dumps(data.train))
+  np.testing.assert_array_equal(copy[2]["image"], data.train[2]["image"])
+  os.utime(tmp_path / "src" / "masks" / "im000.png", ns=(5, 5))  # Not listed again.
+  assert pickle.loads(pickle.dumps(data.eval))[0]["mask"].shape == (HEIGHT, WIDTH, 1)

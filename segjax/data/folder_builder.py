@@ -65,7 +65,11 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   VERSION = tfds.core.Version("1.0.0")
 
-  def __init__(self, *, source_dir: str, options: dict, data_dir: str):
+  def __init__(self, *, source_dir: str, options: dict, data_dir: str,
+               init_kwargs: dict, config_name_: str | None = None):
+    """`init_kwargs`: the subclass's own arguments, to rebuild it when unpickled (in
+    grain workers) under the same config name, without listing the folder again."""
+    self._init_kwargs = init_kwargs
     if not source_dir:
       raise DatasetError(f"dataset {self.name!r} is built from files: set dataset.source_dir "
                          f"to their folder")
@@ -73,9 +77,15 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     if not os.path.isdir(self.source_dir):
       raise DatasetError(f"dataset.source_dir={source_dir!r}: folder not found")
     self.options = options
-    config = tfds.core.BuilderConfig(name=config_name(self.source_dir, options),
+    config = tfds.core.BuilderConfig(name=config_name_ or config_name(self.source_dir, options),
                                      description=f"from {self.source_dir}")
     super().__init__(data_dir=data_dir, config=config)
+
+  def __getstate__(self):
+    return {"init_kwargs": self._init_kwargs, "config_name": self.builder_config.name}
+
+  def __setstate__(self, state):
+    self.__init__(**state["init_kwargs"], config_name_=state["config_name"])
 
   # To define in subclasses.
   def list_splits(self) -> dict[str, list[Example]]:

@@ -43,13 +43,17 @@ class ImageFolderSegmentation(folder_builder.FolderBuilder):
   """Segmentation images and masks from a folder."""
 
   def __init__(self, *, source_dir: str, mask_options: images.MaskOptions,
-               split_ratios=(0.8, 0.1, 0.1), split_seed: int = 0, data_dir: str):
+               split_ratios=(0.8, 0.1, 0.1), split_seed: int = 0, data_dir: str,
+               config_name_: str | None = None):
+    init_kwargs = dict(source_dir=source_dir, mask_options=mask_options,
+                       split_ratios=split_ratios, split_seed=split_seed, data_dir=data_dir)
     self.mask_options = mask_options
     self.split_ratios = tuple(float(r) for r in split_ratios)
     self.split_seed = int(split_seed)
     options = {"mask": dataclasses.asdict(mask_options), "split_ratios": self.split_ratios,
                "split_seed": self.split_seed}
-    super().__init__(source_dir=source_dir, options=options, data_dir=data_dir)
+    super().__init__(source_dir=source_dir, options=options, data_dir=data_dir,
+                     init_kwargs=init_kwargs, config_name_=config_name_)
 
   def list_splits(self) -> dict[str, list[Example]]:
     root = self.source_dir

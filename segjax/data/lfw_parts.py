@@ -44,12 +44,15 @@ TARGETS = {  # Name: (parts class -> target class, class names).
 class LfwParts(folder_builder.FolderBuilder):
   """LFW Part Labels: face images with background / face / hair masks."""
 
-  def __init__(self, *, source_dir: str, threshold: int = 127, data_dir: str):
+  def __init__(self, *, source_dir: str, threshold: int = 127, data_dir: str,
+               config_name_: str | None = None):
     self.threshold = int(threshold)
     if not 0 <= self.threshold < 255:
       raise DatasetError(f"dataset.mask_threshold={threshold} must be in [0, 254]")
     super().__init__(source_dir=source_dir, options={"threshold": self.threshold},
-                     data_dir=data_dir)
+                     data_dir=data_dir, config_name_=config_name_,
+                     init_kwargs=dict(source_dir=source_dir, threshold=threshold,
+                                      data_dir=data_dir))
 
   def list_splits(self) -> dict[str, list[Example]]:
     missing = [name for name in FOLDERS if not os.path.isdir(os.path.join(self.source_dir, name))]
