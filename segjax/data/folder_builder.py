@@ -2,7 +2,7 @@
 
 A `FolderBuilder` subclass lists its examples by split and reads one example;
 this base checks every example before anything is written (all problems of
-the folder in one `DatasetError`), stores images (RGB JPEG/PNG files as their
+the folder in one `DatasetError`), stores images (RGB JPEG files as their
 own bytes, others converted to RGB PNG) and masks (class indices, gray PNG),
 and keeps the sorted file order.
 
@@ -18,6 +18,7 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -30,6 +31,16 @@ from PIL import Image
 from segjax.data import images as images_lib
 from segjax.data import tfds_utils
 from segjax.data.images import DatasetError
+
+
+class _QuietCustomConfig(logging.Filter):
+  """Drops TFDS's warning that a builder config is not predefined: here none is."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Using custom data configuration")
+
+
+logging.getLogger("absl").addFilter(_QuietCustomConfig())
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,8 +8,9 @@ Images (jpg, png, bmp, tif) become 8-bit RGB:
   RGBA, LA, PA   composited on black: colour * alpha / 255 (a transparent
                  pixel becomes black, whatever colour it stores).
   CMYK, YCbCr    converted by PIL, without colour management.
-  16-bit, 32-bit integer and float images, and other modes: rejected
-                 (convert them to 8-bit first).
+  16-bit gray, 32-bit integer and float images, and other modes: rejected
+                 (convert them to 8-bit first). PIL reads a 16-bit RGB PNG
+                 as 8-bit RGB (the high byte of each value).
 
 Masks become uint8 (H, W) class indices by `dataset.mask_encoding`:
   index      8-bit gray or palette image whose stored value (a palette
@@ -88,8 +89,10 @@ def _describe_mode(mode: str) -> str:
 
 
 def is_stored_as_is(image: Image.Image) -> bool:
-  """Whether the file's own bytes can be stored: RGB JPEG or PNG needs no conversion."""
-  return image.mode == "RGB" and image.format in ("JPEG", "PNG")
+  """Whether the file's own bytes can be stored: an RGB JPEG (re-encoding it would lose
+  quality). Other files are stored as RGB PNG (a PNG may be 16-bit, which decoders
+  other than PIL would not read as 8-bit)."""
+  return image.mode == "RGB" and image.format == "JPEG"
 
 
 @dataclasses.dataclass(frozen=True)
