@@ -12,7 +12,7 @@ stride-4 transposed convolution to 64 channels and a 1x1 convolution to
 `num_classes` (logits; the seed applies the softmax).
 
 Trainable parameters at full width for 3 input channels and 2 classes, without
-bottleneck: densenet121 20,150,658; densenet169 29,519,874; densenet201 37,734,082.
+bottleneck: densenet121 28,644,162; densenet169 50,360,258; densenet201 72,241,346.
 """
 
 from __future__ import annotations

@@ -13,13 +13,14 @@ depthwise KxK without bias, then a pointwise 1x1 with bias (Keras
 
 Trainable parameters for 3 input channels and 21 classes, at full width:
 
-  conv_type="conv": 134,424,970
-  conv_type="ds":    20,519,938
+  conv_type="conv": 134,498,207
+  conv_type="ds":    20,826,426
 
 The seed's README says the separable version cuts "memory usage from 124M to
-20M" parameters. The separable count agrees; the ordinary one is 134.4M, not
-124M: fc6 alone holds 7*7*512*4096 + 4096 = 102,764,544 parameters, the VGG16
-convolutions 14,714,688 and fc7 16,781,312.
+20M" (parameters). The separable count agrees; the ordinary one is 134.5M, not
+124M: fc6 alone holds 7*7*512*4096 + 4096 = 102,764,544 parameters, fc7
+16,781,312 and the VGG16 convolutions 14,714,688. The number of classes hardly
+matters (the score and upsampling layers hold 0.2M at 21 classes).
 
 The convolution biases ahead of a BatchNorm are kept because the seed has them;
 in training mode BatchNorm cancels them, so they receive zero gradient there.
