@@ -6,7 +6,9 @@ block3_pool, block4_pool, block5_pool: strides 8, 16, 32), one transposed
 convolution `upscore_pool<p>` maps straight to `num_classes` at the input
 resolution (kernel 2s, stride s, with bias); the branches are summed into the
 logits. Only the branches train: `frozen_patterns` lists the parameter paths the
-trainer keeps fixed (the whole encoder by default).
+trainer keeps fixed (the whole encoder by default, as the seed freezes its
+ImageNet VGG16; set `model.frozen_patterns=()` to train a randomly initialised
+encoder too).
 
 Parameters for 3 classes at full width: 22,775,625, of which 14,714,688 in the
 (frozen) encoder and 8,060,937 in the branches.
