@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import math
 import re
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -145,10 +146,9 @@ def trained(request):
   @jax.jit
   def step(params, state, opt_state, key):
     def loss_fn(params):
-      logits, state_ = model.apply({"params": params, **state}, images, train=True,
-                                   rngs={"dropout": key}, mutable=list(state) or False), {}
-      if state:
-        logits, state_ = logits
+      apply = functools.partial(model.apply, {"params": params, **state}, images, train=True,
+                                rngs={"dropout": key})
+      logits, state_ = apply(mutable=list(state)) if state else (apply(), {})
       loss, error = _loss_and_error(logits, masks)
       return loss, (state_, error, logits.shape)
     (loss, (state, error, shape)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
@@ -165,8 +165,7 @@ def trained(request):
     errors.append(float(error))
     first_grads = grads if first_grads is None else first_grads
   return dict(case=case, model=model, losses=losses, errors=errors, grads=first_grads,
-              logits_shape=shape,
-              first_params=first_params, params=params, frozen=frozen,
+              logits_shape=shape, first_params=first_params, params=params, frozen=frozen,
               variables={"params": params, **variables})
 
 
@@ -267,7 +266,7 @@ def conv_autoencoder_count():  # 1 in: six 7x7 kernels, shared by the decoder.
 
 
 def fcn8_count(ds, classes=21):  # 3 in.
-  layer = (lambda k, cin, cout: separable(k, cin, cout)) if ds else conv
+  layer = separable if ds else conv
   encoder = sum(layer(3, cin, cout) + batchnorm(cout) for cin, cout in VGG16)
   fully_convolutional = layer(7, 512, 4096) + layer(1, 4096, 4096)
   scores = layer(1, 4096, classes) + layer(1, 512, classes) + layer(1, 256, classes)
@@ -347,7 +346,8 @@ def simple_fcn_count():  # 3 in, 1 class.
 
 
 FULL_WIDTH_COUNTS = [
-    # (model, num_classes, options, input channels, derived count, the number itself)
+    # (model, num_classes, options, input channels, derived count, the count the model's
+    # docstring states)
     ("segnet", 2, {}, 3, segnet_count(), 11_737_156),
     ("conv_autoencoder", 1, {}, 1, conv_autoencoder_count(), 1_008_066),
     ("fcn8", 21, {"conv_type": "conv"}, 3, fcn8_count(ds=False), 134_498_207),
@@ -372,8 +372,9 @@ FULL_WIDTH_COUNTS = [
 def test_parameter_count_at_full_width(name, classes, options, channels, derived, stated):
   variables = _full_width_shapes(name, classes, tuple(options.items()), channels)
   assert count(variables["params"]) == derived
-  if stated is not None:  # The number quoted in the model's docstring.
-    assert derived == stated
+  if stated is not None:
+    model_doc = sys.modules[type(models.build(name, classes)).__module__].__doc__
+    assert derived == stated and f"{stated:,}" in model_doc
 
 
 def test_mobilenetv2_unet_matches_the_tensorflow_tutorial_total():
