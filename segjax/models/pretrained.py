@@ -162,17 +162,49 @@ def _kernel(keras: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarray
   return keras
 
 
+def _as(array: np.ndarray, leaf: Any, what: str) -> jnp.ndarray:
+  if array.shape != tuple(leaf.shape):
+    raise ValueError(f"{what} has shape {array.shape} in the file, {tuple(leaf.shape)} in the "
+                     f"model")
+  return jnp.asarray(array, leaf.dtype)
+
+
+def _convert_batchnorm(arrays, params, stats, where):
+  """Keras [gamma, beta, moving_mean, moving_variance] -> flax (params, batch_stats)."""
+  if len(arrays) != 4:
+    raise ValueError(f"{where}: expected 4 BatchNorm arrays (gamma, beta, moving_mean, "
+                     f"moving_variance), found {len(arrays)}")
+  gamma, beta, mean, var = arrays
+  return ({"scale": _as(gamma, params["scale"], f"{where}: gamma"),
+           "bias": _as(beta, params["bias"], f"{where}: beta")},
+          {"mean": _as(mean, stats["mean"], f"{where}: moving_mean"),
+           "var": _as(var, stats["var"], f"{where}: moving_variance")})
+
+
+def _convert_conv(arrays, params, where):
+  """Keras [kernel] or [kernel, bias] -> flax params."""
+  names = ["kernel", "bias"][:len(params)]
+  if len(arrays) != len(names):
+    raise ValueError(f"{where}: expected {len(names)} arrays ({', '.join(names)}), "
+                     f"found {len(arrays)}")
+  converted = {"kernel": jnp.asarray(_kernel(arrays[0], params["kernel"].shape, where),
+                                     params["kernel"].dtype)}
+  if "bias" in params:
+    converted["bias"] = _as(arrays[1], params["bias"], f"{where}: bias")
+  return converted
+
+
 def convert_encoder(params: Mapping[str, Any], batch_stats: Mapping[str, Any],
                     keras_layers: Mapping[str, list[np.ndarray]], source: str = "the file"
                     ) -> tuple[dict, dict]:
   """Fills an encoder's flax `params` / `batch_stats` from Keras layers of the same names.
 
-  Convolutions take [kernel] or [kernel, bias]; BatchNorms [gamma, beta, moving_mean,
-  moving_variance] (scale, bias, mean, var). A VGG16 BatchNorm (`<conv>_bn`) that the
-  file lacks keeps its value; any other layer the file lacks is an error.
+  Every module of the encoder must be a layer of the file, except a BatchNorm
+  `<conv>_bn` after a Keras convolution `<conv>` (FCN8's VGG16), which keeps its value.
 
   Returns:
-    New (params, batch_stats) dicts; leaves are float32 `jnp` arrays of the input shapes.
+    New (params, batch_stats) dicts: the input leaves (arrays or shapes) replaced by
+    `jnp` arrays of the same shapes and dtypes.
   """
   params, batch_stats = dict(params), dict(batch_stats)
   for module, weights in params.items():
@@ -180,42 +212,18 @@ def convert_encoder(params: Mapping[str, Any], batch_stats: Mapping[str, Any],
     is_norm = "scale" in weights
     if keras_name not in keras_layers:
       if is_norm and module.endswith("_bn") and module[:-3] in keras_layers:
-        continue  # A BatchNorm added after a Keras convolution (FCN8).
+        continue
       raise ValueError(f"{source} has no layer {module!r}: is it the Keras file for this "
                        f"encoder?")
-    arrays = keras_layers[keras_name]
     where = f"layer {keras_name!r} of {source}"
-    as_leaf = lambda array, leaf: jnp.asarray(array, leaf.dtype)
     if is_norm:
-      if len(arrays) != 4:
-        raise ValueError(f"{where}: expected 4 BatchNorm arrays (gamma, beta, moving_mean, "
-                         f"moving_variance), found {len(arrays)}")
-      gamma, beta, mean, var = arrays
-      stats = batch_stats[module]
-      for name, array, leaf in (("gamma", gamma, weights["scale"]), ("beta", beta, weights["bias"]),
-                                ("moving_mean", mean, stats["mean"]),
-                                ("moving_variance", var, stats["var"])):
-        if array.shape != leaf.shape:
-          raise ValueError(f"{where}: {name} has shape {array.shape}, the model's {leaf.shape}")
-      params[module] = {"scale": as_leaf(gamma, weights["scale"]),
-                        "bias": as_leaf(beta, weights["bias"])}
-      batch_stats[module] = {"mean": as_leaf(mean, stats["mean"]),
-                             "var": as_leaf(var, stats["var"])}
-    elif "kernel" in weights:
-      expected = 2 if "bias" in weights else 1
-      if len(arrays) != expected:
-        raise ValueError(f"{where}: expected {expected} arrays (kernel{', bias' * (expected - 1)}"
-                         f"), found {len(arrays)}")
-      converted = {"kernel": as_leaf(_kernel(arrays[0], weights["kernel"].shape, where),
-                                     weights["kernel"])}
-      if expected == 2:
-        if arrays[1].shape != weights["bias"].shape:
-          raise ValueError(f"{where}: bias has shape {arrays[1].shape}, the model's "
-                           f"{weights['bias'].shape}")
-        converted["bias"] = as_leaf(arrays[1], weights["bias"])
-      params[module] = converted
+      params[module], batch_stats[module] = _convert_batchnorm(
+          keras_layers[keras_name], weights, batch_stats[module], where)
+    elif "kernel" in weights and set(weights) <= {"kernel", "bias"}:
+      params[module] = _convert_conv(keras_layers[keras_name], weights, where)
     else:
-      raise ValueError(f"encoder layer {module!r} ({sorted(weights)}) has no Keras counterpart")
+      raise ValueError(f"encoder module {module!r} ({sorted(weights)}) has no Keras "
+                       f"counterpart")
   return params, batch_stats
 
 
