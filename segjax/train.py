@@ -86,8 +86,10 @@ def train_step(state: TrainState, batch: dict, *, loss_fn, ignore_index: int, rn
       total, count = loss_fn(logits, labels, valid)
       return total, (count, logits, updates["batch_stats"])
 
-    (total, (count, logits, batch_stats)), grads = jax.value_and_grad(
+    (total, (count, logits, new_stats)), grads = jax.value_and_grad(
         loss_sum, has_aux=True)(state.params)
+    # Statistics keep their stored dtype whatever the compute dtype.
+    batch_stats = jax.tree.map(lambda new, old: new.astype(old.dtype), new_stats, batch_stats)
     correct = jnp.sum((jnp.argmax(logits, -1) == labels) & valid)
     return grads, total, count, correct, batch_stats
 

@@ -1,47 +1,126 @@
-"""Run in a subprocess with 8 simulated CPU devices (XLA_FLAGS set by the caller).
+"""Train steps on simulated CPU devices, compared with the same steps on one device.
 
-Compares one train step on a mesh of 8 devices with the same step on 1 device;
-prints the largest differences as JSON.
+Run in a subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=8.
+With `--processes N --process_id I --port P` it is one of N processes joined
+by jax.distributed on 127.0.0.1, and writes its parameters to --out.
+Otherwise prints, per variant, the largest differences as one JSON line.
 """
 
+import argparse
+import functools
 import json
 import sys
 
 import jax
 import numpy as np
 
-from segjax import config as config_lib, sharding, train
+from segjax import config as config_lib, distributed, sharding, train
+from segjax.data import pipeline, synthetic_skin
+
+# One float32 step: the variants must agree to float32 rounding. Several steps
+# in float64: BatchNorm's backward pass (gradients minus their batch means)
+# amplifies float32 rounding by about 1e3 per step in these small random-init
+# networks, so only float64 shows that the sharded math is the same over many
+# steps.
+STEPS = {"float32": 1, "float64": 3}
 
 
-def run_step(config, mesh, batch):
-  model = train.create_model(config, 2)
-  trainer = train.Trainer(config, model, 2, (32, 32, 3), 255, mesh=mesh)
-  state, metrics = trainer.train_step(trainer.state, sharding.put_batch(batch, trainer.batch_sharding))
-  state, metrics = trainer.train_step(state, sharding.put_batch(batch, trainer.batch_sharding))
-  return jax.device_get(state.params), jax.device_get(state.batch_stats), jax.device_get(metrics)
-
-
-def main():
-  assert jax.device_count() == 8, jax.devices()
+def make_config(model="segnet", dtype="float32", **overrides):
   config = config_lib.base_config()
-  config.model.width_multiplier = 0.125
+  config.dtype = dtype
+  config.model.name = model
+  config.model.width_multiplier = 0.25
+  if model == "simple_fcn":
+    config.model.dropout_rate = 0.0  # Micro-batches draw other dropout masks.
   config.batch_size = 8
   config.eval_batch_size = 8
   # SGD: Adam's first update is about +-learning_rate for any gradient, so it would
   # turn float rounding in near-zero gradients into differences of that size.
   config.optimizer = "sgd"
-  config.learning_rate = 0.05
-  rng = np.random.default_rng(0)
-  batch = {"image": rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8),
-           "mask": rng.integers(0, 2, (8, 32, 32), dtype=np.uint8)}
+  # Parameter differences are learning rate x gradient rounding differences.
+  config.learning_rate = 0.005
+  for key, value in overrides.items():
+    if key.startswith("mesh_"):
+      config.mesh[key[5:]] = value
+    else:
+      config[key] = value
+  return config
+
+
+def global_batch(size):
+  """Synthetic skin images at 32x32. (Random labels would make the gradient a
+  tiny residual of large cancelling sums, dominated by float32 rounding.)"""
+  records = [pipeline.resize({"image": image, "mask": mask[..., None]}, (32, 32))
+             for image, mask in (synthetic_skin.generate_example(0, 0, i) for i in range(size))]
+  batch = {"image": np.stack([r["image"] for r in records]),
+           "mask": np.stack([r["mask"].reshape(32, 32) for r in records])}
   batch["mask"][0, :4] = 255  # Ignored pixels too.
-  many = run_step(config, sharding.create_mesh(), batch)
-  one = run_step(config, sharding.create_mesh(devices=jax.devices()[:1]), batch)
-  diff = lambda a, b: max(float(np.max(np.abs(x - y))) for x, y in zip(
-      jax.tree.leaves(a), jax.tree.leaves(b)))
-  json.dump({"params": diff(many[0], one[0]), "batch_stats": diff(many[1], one[1]),
-             "loss": abs(float(many[2]["loss"]) - float(one[2]["loss"])),
-             "loss_value": float(one[2]["loss"])}, sys.stdout)
+  return batch
+
+
+def run_steps(config, devices=None):
+  model = train.create_model(config, 2)
+  mesh = sharding.create_mesh(config.mesh, devices)
+  trainer = train.Trainer(config, model, 2, (32, 32, 3), 255, mesh=mesh)
+  batch = global_batch(config.batch_size)
+  rows = len(batch["image"]) // jax.process_count()
+  local = {k: v[jax.process_index() * rows:(jax.process_index() + 1) * rows]
+           for k, v in batch.items()}
+  state, losses = trainer.state, []
+  for _ in range(STEPS[config.dtype]):
+    state, metrics = trainer.train_step(state, sharding.put_batch(local, trainer.batch_sharding))
+    losses.append(metrics["loss"])
+  gather = lambda tree: jax.tree.map(
+      lambda x: np.asarray(jax.experimental.multihost_utils.process_allgather(x, tiled=True)),
+      tree)
+  return gather(state.params), gather(state.batch_stats), np.array(jax.device_get(losses))
+
+
+def max_diff(a, b):
+  diffs = [float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+           for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
+  return max(diffs, default=0.0)
+
+
+def compare(variant, config_many, config_one):
+  many = run_steps(config_many)
+  one = run_steps(config_one, devices=jax.devices()[:1])
+  return variant, {"params": max_diff(many[0], one[0]), "batch_stats": max_diff(many[1], one[1]),
+                   "loss": max_diff(many[2], one[2]), "loss_value": float(one[2][0])}
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--processes", type=int, default=1)
+  parser.add_argument("--process_id", type=int, default=0)
+  parser.add_argument("--port", type=int, default=0)
+  parser.add_argument("--out", default="")
+  args = parser.parse_args()
+  if args.processes > 1:
+    distributed.initialize(f"127.0.0.1:{args.port}", args.processes, args.process_id)
+  if args.out:  # Multi-process comparison: dump this mesh's parameters.
+    jax.config.update("jax_enable_x64", True)
+    params, batch_stats, losses = run_steps(make_config(dtype="float64"))
+    if jax.process_index() == 0:
+      np.savez(args.out, losses=losses, **{f"p{i}": x for i, x in
+                                           enumerate(jax.tree.leaves((params, batch_stats)))})
+    return
+  assert jax.device_count() == 8, jax.devices()
+  jax.config.update("jax_enable_x64", True)
+  results = {}
+  for dtype in STEPS:
+    variant = functools.partial(make_config, dtype=dtype)
+    results.update((f"{name}/{dtype}", diffs) for name, diffs in [
+        compare("data", variant(), variant()),
+        compare("fsdp", variant(mesh_fsdp=4), variant()),
+        compare("grad_accum", variant(grad_accum_steps=2, batch_size=16),
+                variant(grad_accum_steps=2, batch_size=16)),
+        # Without BatchNorm, accumulating 2 micro-batches is the 16-example step.
+        compare("grad_accum_vs_large_batch",
+                variant("simple_fcn", grad_accum_steps=2, batch_size=16),
+                variant("simple_fcn", batch_size=16)),
+    ])
+  json.dump(results, sys.stdout)
 
 
 if __name__ == "__main__":
