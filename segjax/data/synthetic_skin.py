@@ -61,15 +61,15 @@ def _skin_shape(rng):
     angle = rng.uniform(0, 2 * np.pi)
     length = rng.uniform(40, 90)
     return _capsule(cy, cx, cy + length * np.sin(angle), cx + length * np.cos(angle),
-                    rng.uniform(5, 10))
-  palm = rng.uniform(8, 15)
+                    rng.uniform(7, 12))
+  palm = rng.uniform(11, 18)
   mask = _ellipse(rng, cy, cx, palm, palm * 0.85)
   base = rng.uniform(0, 2 * np.pi)
   for finger in range(rng.integers(3, 6)):
     angle = base + (finger - 2) * 0.35
     length = palm * rng.uniform(1.3, 1.9)
     mask |= _capsule(cy, cx, cy + length * np.sin(angle), cx + length * np.cos(angle),
-                     palm * 0.22)
+                     palm * 0.25)
   return mask
 
 
@@ -78,6 +78,20 @@ def _skin_colour(rng):
   lo = int(i)
   colour = SKIN_TONES[lo] * (1 - (i - lo)) + SKIN_TONES[min(lo + 1, len(SKIN_TONES) - 1)] * (i - lo)
   return colour * rng.uniform(0.92, 1.08, size=3)
+
+
+def _is_skin_like(colour) -> bool:
+  h, s, v = colorsys.rgb_to_hsv(*(np.asarray(colour, np.float64) / 255))
+  return (h <= 0.14 or h >= 0.97) and 0.1 <= s <= 0.75 and v >= 0.25
+
+
+def _other_colour(rng):
+  """A colour outside the skin range: the only kind a plain, untextured surface gets,
+  so that no smooth surface is skin-coloured without being skin."""
+  while True:
+    colour = rng.uniform(0, 255, size=3).astype(np.float32)
+    if not _is_skin_like(colour):
+      return colour
 
 
 def _skin_like_colour(rng):
@@ -121,7 +135,7 @@ def _clutter(rng, image):
     if rng.random() < 0.5:  # Skin-coloured surface: always textured.
       colour, texture = _skin_like_colour(rng), _texture(rng)
     else:
-      colour = rng.uniform(0, 255, size=3).astype(np.float32)
+      colour = _other_colour(rng)
       texture = _texture(rng) if rng.random() < 0.5 else 0.0
     image = np.where(shape[..., None], colour + texture, image)
   return image, shape
@@ -130,8 +144,10 @@ def _clutter(rng, image):
 def generate_example(seed: int, split_id: int, index: int) -> tuple[np.ndarray, np.ndarray]:
   """Returns (image uint8 (128, 128, 3), mask uint8 (128, 128)); pure in its arguments."""
   rng = np.random.default_rng([seed, split_id, index])
-  image = np.broadcast_to(rng.uniform(0, 255, size=3).astype(np.float32), (SIZE, SIZE, 3))
-  image = image + _texture(rng) * rng.uniform(0, 1)
+  if rng.random() < 0.3:  # A textured, skin-coloured background (wood, sand, fabric).
+    image = _skin_like_colour(rng) + _texture(rng)
+  else:
+    image = _other_colour(rng) + _texture(rng) * rng.uniform(0, 1)
   image, _ = _clutter(rng, image)
   mask = np.zeros((SIZE, SIZE), bool)
   for _ in range(rng.integers(1, 4)):
@@ -149,14 +165,15 @@ def generate_example(seed: int, split_id: int, index: int) -> tuple[np.ndarray, 
 def _occlude(rng, image):
   cy, cx = rng.uniform(0, SIZE, size=2)
   shape = _ellipse(rng, cy, cx, rng.uniform(6, 20), rng.uniform(6, 20))
-  colour = _skin_like_colour(rng) if rng.random() < 0.5 else rng.uniform(0, 255, size=3)
+  colour = _skin_like_colour(rng) if rng.random() < 0.5 else _other_colour(rng)
   return np.where(shape[..., None], colour + _texture(rng), image), shape
 
 
 class SyntheticSkin(tfds.core.GeneratorBasedBuilder):
   """Synthetic skin segmentation: 2000 train and 200 validation images, 128x128."""
 
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.1.0": "Plain surfaces never skin-coloured; larger hands and arms."}
   SEED = 0
 
   def _info(self) -> tfds.core.DatasetInfo:
