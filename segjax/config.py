@@ -16,14 +16,17 @@ import ml_collections
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
 
-  # Every key of `model` but `name` is passed to the model's constructor.
+  # Every key of `model` but `name`, `pretrained` and `pretrained_path` is passed
+  # to the model's constructor (segjax.models.build).
   c.model = ml_collections.ConfigDict()
   c.model.name = "segnet"
   c.model.width_multiplier = 1.0
+  c.model.pretrained = ""              # "imagenet": Keras ImageNet weights into the encoder.
+  c.model.pretrained_path = ""         # That weight file; "": download to ~/.cache/segjax/keras.
 
   c.dataset = ml_collections.ConfigDict()
   c.dataset.name = "synthetic_skin"
-  c.dataset.image_size = 64            # Training size; an int (square) or (height, width).
+  c.dataset.image_size = 64            # Training size in pixels (square images).
   c.dataset.data_dir = "~/tensorflow_datasets"  # Where prepared TFDS datasets are written.
   c.dataset.source_dir = ""            # Raw files of datasets built from a folder.
   c.dataset.train_split = "train"
@@ -75,13 +78,25 @@ def base_config() -> ml_collections.ConfigDict:
   c.ema_decay = 0.0                    # > 0: evaluate an exponential moving average of params.
   c.skip_nonfinite = False             # True: skip (and count) non-finite updates, else stop.
 
-  c.optimizer = "adam"                 # adam | adamw | sgd
   c.learning_rate = 1e-4
-  c.lr_schedule = "constant"           # constant | warmup_cosine
+  c.lr_schedule = "constant"           # constant | warmup_cosine | polynomial
   c.warmup_steps = 0
-  c.weight_decay = 0.0                 # AdamW decoupled weight decay.
+  c.lr_power = 0.9                     # polynomial: lr * (1 - t)^lr_power.
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "adam"            # adam | adamw | sgd
+  c.optimizer.weight_decay = 0.0       # adamw: decoupled weight decay.
+  c.optimizer.l2_regularization = 0.0  # L2 penalty on kernels (Keras kernel_regularizer).
+  c.optimizer.momentum = 0.9           # sgd
+  c.optimizer.nesterov = False         # sgd
+  # Parameter-path regexes ('/'-joined, e.g. "encoder/.*") kept fixed, BatchNorm
+  # statistics included; added to the model's own `frozen_patterns`.
+  c.optimizer.freeze = ()
 
-  c.loss = "softmax_cross_entropy"
+  # The objective: a weighted sum of losses (segjax.losses); 0 switches one off.
+  c.loss_weights = ml_collections.ConfigDict(
+      {"cross_entropy": 1.0, "dice": 0.0, "focal": 0.0, "rmse": 0.0})
+  c.class_weights = ()                 # Per-class weights of pixel losses; empty: all 1.
+  c.focal_gamma = 2.0
 
   c.log_every_steps = 50
   c.eval_every_steps = 500

@@ -26,6 +26,7 @@ from segjax import run_control, writers
 from segjax import sharding as sharding_lib
 from segjax import data as datasets
 from segjax.data import normalize, pipeline, prefetch
+from segjax.models import pretrained
 
 
 class TrainState(train_state.TrainState):
@@ -33,15 +34,18 @@ class TrainState(train_state.TrainState):
   ema_params: Any = None  # Set when config.ema_decay > 0; evaluation then uses it.
 
 
+NON_MODEL_KEYS = ("name", "pretrained", "pretrained_path")
+
+
 def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
-  options = {key: value for key, value in config.model.items() if key != "name"}
+  options = {key: value for key, value in config.model.items() if key not in NON_MODEL_KEYS}
   return models.build(config.model.name, num_classes, dtype=jnp.dtype(config.dtype), **options)
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
                        input_shape: tuple[int, int, int], mesh) -> TrainState:
   """Initialises the state directly in its sharding on the mesh."""
-  tx = optim.create_optimizer(config)
+  tx = optim.create_optimizer(config, frozen_patterns(config, model))
 
   def init(rng):
     variables = model.init({"params": rng, "dropout": rng}, jnp.zeros((1, *input_shape)),
@@ -56,14 +60,34 @@ def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
   return jax.jit(init, out_shardings=shardings)(rng)
 
 
+def frozen_patterns(config: ml_collections.ConfigDict, model: nn.Module) -> tuple[str, ...]:
+  """The model's own frozen parameters (e.g. a pretrained encoder) and config.optimizer.freeze."""
+  return tuple(getattr(model, "frozen_patterns", ())) + tuple(config.optimizer.freeze)
+
+
+def load_pretrained(config: ml_collections.ConfigDict, model: nn.Module,
+                    state: TrainState) -> TrainState:
+  """Replaces the encoder's parameters (and statistics) by ImageNet weights."""
+  if config.model.pretrained != "imagenet":
+    raise ValueError(f"model.pretrained={config.model.pretrained!r}: use 'imagenet' or ''")
+  variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+  variables = pretrained.load_imagenet(model, variables, config.model.pretrained_path or None)
+  put = lambda new, old: jax.device_put(new, old.sharding)
+  params = jax.tree.map(put, variables["params"], state.params)
+  return state.replace(
+      params=params, batch_stats=jax.tree.map(put, variables["batch_stats"], state.batch_stats),
+      ema_params=params if state.ema_params is not None else None)
+
+
 def _split_micro_batches(x: jax.Array, count: int) -> jax.Array:
   # Micro-batch k takes rows k, k + count, ...: every device holds an equal
   # share of every micro-batch, so splitting moves no data between devices.
   return x.reshape(x.shape[0] // count, count, *x.shape[1:]).swapaxes(0, 1)
 
 
-def train_step(state: TrainState, batch: dict, *, loss_fn, ignore_index: int, rng: jax.Array,
-               normalization: str = "unit", grad_accum_steps: int = 1, ema_decay: float = 0.0):
+def train_step(state: TrainState, batch: dict, *, objective: losses.Objective, ignore_index: int,
+               rng: jax.Array, normalization: str = "unit", grad_accum_steps: int = 1,
+               ema_decay: float = 0.0, frozen: tuple[str, ...] = ()):
   """One optimisation step on a global batch.
 
   Args:
@@ -72,47 +96,49 @@ def train_step(state: TrainState, batch: dict, *, loss_fn, ignore_index: int, rn
     (new state, metrics): scalar `loss`, `pixel_accuracy`, `grad_norm`,
     `param_norm`, and `nonfinite` (1 when the loss or gradient was not finite:
     the update was then skipped and the state only counts the step).
+    Parameters and BatchNorm statistics matching `frozen` stay as they are.
   """
   images = normalize.normalize_images(batch["image"], normalization)
   labels = batch["mask"].astype(jnp.int32)
   valid = labels != ignore_index
   dropout_rng = jax.random.fold_in(rng, state.step)
+  # Normalisers of the whole global batch: micro-batch gradients then add up
+  # to exactly the global batch's gradient.
+  normalisers = objective.normalisers(labels, valid)
 
   def gradients(batch_stats, images, labels, valid, rng):
-    def loss_sum(params):
+    def loss_fn(params):
       logits, updates = state.apply_fn(
           {"params": params, "batch_stats": batch_stats}, images, train=True,
           mutable=["batch_stats"], rngs={"dropout": rng})
-      total, count = loss_fn(logits, labels, valid)
-      return total, (count, logits, updates["batch_stats"])
+      return objective(logits, labels, valid, normalisers), (logits, updates["batch_stats"])
 
-    (total, (count, logits, new_stats)), grads = jax.value_and_grad(
-        loss_sum, has_aux=True)(state.params)
+    (loss, (logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     # Statistics keep their stored dtype whatever the compute dtype.
     batch_stats = jax.tree.map(lambda new, old: new.astype(old.dtype), new_stats, batch_stats)
-    correct = jnp.sum((jnp.argmax(logits, -1) == labels) & valid)
-    return grads, total, count, correct, batch_stats
+    correct = jnp.sum((losses.predicted_classes(logits) == labels) & valid)
+    return grads, loss, correct, batch_stats
 
   if grad_accum_steps == 1:
-    grads, total, count, correct, batch_stats = gradients(
+    grads, loss, correct, batch_stats = gradients(
         state.batch_stats, images, labels, valid, dropout_rng)
   else:
     def accumulate(carry, micro):
       index, *micro_batch = micro
-      g, t, c, k, batch_stats = gradients(carry[4], *micro_batch,
-                                          jax.random.fold_in(dropout_rng, index))
-      return (jax.tree.map(jnp.add, carry[0], g), carry[1] + t, carry[2] + c, carry[3] + k,
-              batch_stats), None
+      g, l, k, batch_stats = gradients(carry[3], *micro_batch,
+                                       jax.random.fold_in(dropout_rng, index))
+      return (jax.tree.map(jnp.add, carry[0], g), carry[1] + l, carry[2] + k, batch_stats), None
 
     zeros = jax.tree.map(jnp.zeros_like, state.params)
     micro_batches = [jnp.arange(grad_accum_steps)] + [
         _split_micro_batches(x, grad_accum_steps) for x in (images, labels, valid)]
-    (grads, total, count, correct, batch_stats), _ = jax.lax.scan(
-        accumulate, (zeros, 0.0, 0.0, 0, state.batch_stats), micro_batches)
-  # Gradient of the mean over all counted pixels of the global batch.
-  count = jnp.maximum(count, 1.0)
-  grads = jax.tree.map(lambda g: g / count, grads)
-  loss = total / count
+    (grads, loss, correct, batch_stats), _ = jax.lax.scan(
+        accumulate, (zeros, jnp.zeros(()), jnp.zeros((), jnp.int32), state.batch_stats),
+        micro_batches)
+  if frozen:
+    batch_stats = jax.tree.map(lambda keep, old, new: old if keep else new,
+                               optim.frozen_mask(state.batch_stats, frozen),
+                               state.batch_stats, batch_stats)
   grad_norm = optax.tree.norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 
@@ -124,7 +150,7 @@ def train_step(state: TrainState, batch: dict, *, loss_fn, ignore_index: int, rn
   new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, skipped)
   return new_state, {
       "loss": loss,
-      "pixel_accuracy": correct / count,
+      "pixel_accuracy": correct / jnp.maximum(jnp.sum(valid), 1),
       "grad_norm": grad_norm,
       "param_norm": optax.tree.norm(new_state.params),
       "nonfinite": (~finite).astype(jnp.int32),
@@ -136,32 +162,35 @@ def _inference_variables(state: TrainState) -> dict:
   return {"params": params, "batch_stats": state.batch_stats}
 
 
-def eval_step(state: TrainState, batch: dict, totals: dict, *, loss_fn, ignore_index: int,
-              num_classes: int, normalization: str = "unit") -> dict:
-  """Adds a batch's confusion matrix and loss to `totals`.
+def eval_step(state: TrainState, batch: dict, totals: dict, *, objective: losses.Objective,
+              ignore_index: int, num_classes: int, normalization: str = "unit") -> dict:
+  """Adds a batch's confusion matrix and loss sums to `totals`.
 
   Args:
     batch: "image" uint8 (N, H, W, C), "mask" uint8 (N, H, W), "valid" bool (N,)
       (False for padding examples, which count nowhere).
-    totals: "confusion" int32 (C, C), "loss_sum" and "pixel_count" float32.
+    totals: "confusion" int32 (C, C); "loss_sums" and "loss_normalisers", a
+      float32 scalar per loss of the objective.
   """
   images = normalize.normalize_images(batch["image"], normalization)
   labels = batch["mask"].astype(jnp.int32)
   valid = (labels != ignore_index) & batch["valid"][:, None, None]
   logits = state.apply_fn(_inference_variables(state), images, train=False)
-  loss_sum, count = loss_fn(logits, labels, valid)
-  confusion = metrics_lib.confusion_matrix(labels, jnp.argmax(logits, -1), valid, num_classes)
+  confusion = metrics_lib.confusion_matrix(labels, losses.predicted_classes(logits), valid,
+                                           num_classes)
+  add = lambda a, b: jax.tree.map(jnp.add, a, b)
   return {"confusion": totals["confusion"] + confusion,
-          "loss_sum": totals["loss_sum"] + loss_sum,
-          "pixel_count": totals["pixel_count"] + count}
+          "loss_sums": add(totals["loss_sums"], objective.sums(logits, labels, valid)),
+          "loss_normalisers": add(totals["loss_normalisers"],
+                                  objective.normalisers(labels, valid))}
 
 
 def predict_probabilities(state: TrainState, images: jax.Array,
                           normalization: str = "unit") -> jax.Array:
-  """uint8 (N, H, W, C) -> float32 (N, H, W, num_classes) class probabilities."""
+  """uint8 (N, H, W, C) -> float32 (N, H, W, max(num_classes, 2)) class probabilities."""
   logits = state.apply_fn(_inference_variables(state),
                           normalize.normalize_images(images, normalization), train=False)
-  return jax.nn.softmax(logits, -1)
+  return losses.probabilities(logits)
 
 
 class Trainer:
@@ -181,16 +210,19 @@ class Trainer:
     self.replicated = sharding_lib.replicated(self.mesh)
     self.state = create_train_state(config, model, input_shape, self.mesh)
     self.state_sharding = jax.tree.map(lambda x: x.sharding, self.state)
-    loss_fn = losses.get(config.loss)
+    self.objective = losses.from_config(config)
     normalization = config.dataset.normalization
+    frozen = frozen_patterns(config, model)
+    optim.check_patterns_match(self.state.params, config.optimizer.freeze)
     self.train_step = jax.jit(
-        functools.partial(train_step, loss_fn=loss_fn, ignore_index=ignore_index,
+        functools.partial(train_step, objective=self.objective, ignore_index=ignore_index,
                           rng=jax.random.key(config.seed), normalization=normalization,
-                          grad_accum_steps=config.grad_accum_steps, ema_decay=config.ema_decay),
+                          grad_accum_steps=config.grad_accum_steps, ema_decay=config.ema_decay,
+                          frozen=frozen),
         in_shardings=(self.state_sharding, self.batch_sharding),
         out_shardings=(self.state_sharding, self.replicated), donate_argnums=0)
     self.eval_step = jax.jit(
-        functools.partial(eval_step, loss_fn=loss_fn, ignore_index=ignore_index,
+        functools.partial(eval_step, objective=self.objective, ignore_index=ignore_index,
                           num_classes=num_classes, normalization=normalization),
         in_shardings=(self.state_sharding, self.batch_sharding, self.replicated),
         out_shardings=self.replicated, donate_argnums=2)
@@ -201,9 +233,9 @@ class Trainer:
   def evaluate(self, state: TrainState, eval_batches) -> tuple[dict, dict]:
     """Metrics over the whole split, and the first batch (host arrays + predictions)."""
     c = self.num_classes
-    totals = jax.device_put({"confusion": jnp.zeros((c, c), jnp.int32),
-                             "loss_sum": jnp.zeros((), jnp.float32),
-                             "pixel_count": jnp.zeros((), jnp.float32)}, self.replicated)
+    zeros = lambda: {name: jnp.zeros((), jnp.float32) for name in self.objective.weights}
+    totals = jax.device_put({"confusion": jnp.zeros((c, c), jnp.int32), "loss_sums": zeros(),
+                             "loss_normalisers": zeros()}, self.replicated)
     first = None
     for host_batch in eval_batches:
       batch = sharding_lib.put_batch(host_batch, self.batch_sharding)
@@ -212,7 +244,7 @@ class Trainer:
         first = dict(host_batch, prediction=self.predict(state, batch["image"]))
     totals = jax.device_get(totals)
     result = metrics_lib.from_confusion_matrix(totals["confusion"])
-    result["loss"] = float(totals["loss_sum"] / max(totals["pixel_count"], 1.0))
+    result["loss"] = float(self.objective.combine(totals["loss_sums"], totals["loss_normalisers"]))
     return result, first
 
 
@@ -264,6 +296,9 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
       workdir, config.max_to_keep, trainer.state, train_iter, writers.log)
   if state is None:
     state = trainer.state
+    if config.model.pretrained:
+      state = load_pretrained(config, model, state)
+      writers.log(f"encoder initialised from {config.model.pretrained} weights")
   else:
     writers.log(f"resumed from {workdir}/checkpoints at step {int(state.step)}")
   start_step = int(state.step)

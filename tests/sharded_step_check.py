@@ -36,7 +36,7 @@ def make_config(model="segnet", dtype="float32", **overrides):
   config.eval_batch_size = 8
   # SGD: Adam's first update is about +-learning_rate for any gradient, so it would
   # turn float rounding in near-zero gradients into differences of that size.
-  config.optimizer = "sgd"
+  config.optimizer.name = "sgd"
   # Parameter differences are learning rate x gradient rounding differences.
   config.learning_rate = 0.005
   for key, value in overrides.items():
