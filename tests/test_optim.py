@@ -1,0 +1,126 @@
+"""Freezing, schedules, L2 and pretrained-encoder wiring of the trainer."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from segjax import config as config_lib, optim, sharding, train
+
+
+def tiny_config(model="segnet", **model_options):
+  config = config_lib.base_config()
+  config.model.name = model
+  config.model.width_multiplier = 0.125
+  for key, value in model_options.items():
+    config.model[key] = value
+  config.batch_size = 2
+  config.eval_batch_size = 2
+  config.learning_rate = 1e-2
+  return config
+
+
+def trainer_for(config):
+  model = train.create_model(config, 2)
+  return model, train.Trainer(config, model, 2, (32, 32, 3), 255,
+                              mesh=sharding.create_mesh(devices=jax.devices()[:1]))
+
+
+def one_step(trainer):
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8),
+           "mask": rng.integers(0, 2, (2, 32, 32), dtype=np.uint8)}
+  before = jax.device_get((trainer.state.params, trainer.state.batch_stats))
+  state, _ = trainer.train_step(trainer.state, sharding.put_batch(batch, trainer.batch_sharding))
+  return before, jax.device_get((state.params, state.batch_stats))
+
+
+def changed(a, b):
+  return {optim.path_name(path): not np.array_equal(x, y) for (path, x), y in zip(
+      jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b))}
+
+
+def test_config_freeze_keeps_parameters_and_statistics():
+  config = tiny_config()
+  config.optimizer.freeze = ("Conv_0/.*", "BatchNorm_0/.*")
+  _, trainer = trainer_for(config)
+  (params0, stats0), (params1, stats1) = one_step(trainer)
+  moved = changed(params0, params1)
+  assert not moved["Conv_0/kernel"] and not moved["Conv_0/bias"]
+  assert not moved["BatchNorm_0/scale"] and not moved["BatchNorm_0/bias"]
+  assert moved["Conv_1/kernel"] and moved["BatchNorm_1/scale"]
+  stats_moved = changed(stats0, stats1)
+  assert not stats_moved["BatchNorm_0/mean"] and not stats_moved["BatchNorm_0/var"]
+  assert stats_moved["BatchNorm_1/mean"]
+
+
+def test_model_frozen_encoder_stays_fixed():
+  config = tiny_config("vgg16_skip_fcn")
+  _, trainer = trainer_for(config)
+  (params0, _), (params1, _) = one_step(trainer)
+  moved = changed(params0, params1)
+  encoder = [name for name in moved if name.startswith("encoder/")]
+  assert encoder and not any(moved[name] for name in encoder)
+  assert any(moved[name] for name in moved if not name.startswith("encoder/"))
+
+
+def test_freeze_pattern_matching_nothing_is_an_error():
+  config = tiny_config()
+  config.optimizer.freeze = ("encoder/.*",)
+  with pytest.raises(ValueError, match="matches no parameter"):
+    trainer_for(config)
+
+
+def test_schedules():
+  config = tiny_config()
+  config.num_train_steps = 100
+  config.learning_rate = 1.0
+  config.warmup_steps = 10
+  config.lr_schedule = "polynomial"
+  config.lr_power = 2.0
+  schedule = optim.learning_rate_schedule(config)
+  assert float(schedule(5)) == pytest.approx(0.5)
+  assert float(schedule(10 + 45)) == pytest.approx((1 - 45 / 90) ** 2)
+  assert float(schedule(100)) == pytest.approx(0.0)
+  config.lr_schedule = "warmup_cosine"
+  schedule = optim.learning_rate_schedule(config)
+  assert float(schedule(10)) == pytest.approx(1.0)
+  assert float(schedule(55)) == pytest.approx(0.5, abs=1e-6)
+  config.lr_schedule = "step"
+  with pytest.raises(ValueError, match="lr_schedule"):
+    optim.learning_rate_schedule(config)
+
+
+def test_l2_regularisation_decays_kernels_only():
+  config = tiny_config()
+  config.optimizer.name = "sgd"
+  config.optimizer.momentum = 0.0
+  config.optimizer.l2_regularization = 0.1
+  config.learning_rate = 0.5
+  tx = optim.create_optimizer(config)
+  params = {"conv": {"kernel": jnp.ones((3,)), "bias": jnp.ones((3,))}}
+  updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+  np.testing.assert_allclose(updates["conv"]["kernel"], -0.5 * 2 * 0.1)
+  np.testing.assert_allclose(updates["conv"]["bias"], 0.0)
+
+
+def test_pretrained_weights_replace_the_encoder(monkeypatch):
+  config = tiny_config("vgg16_skip_fcn")
+  config.model.pretrained = "imagenet"
+  model, trainer = trainer_for(config)
+  seen = {}
+
+  def fake_load(model_arg, variables, path=None, cache_dir=None):
+    seen["path"] = path
+    params = dict(variables["params"])
+    params["encoder"] = jax.tree.map(np.ones_like, params["encoder"])
+    return {**variables, "params": params}
+
+  monkeypatch.setattr(train.pretrained, "load_imagenet", fake_load)
+  state = train.load_pretrained(config, model, trainer.state)
+  assert seen["path"] is None
+  for leaf in jax.tree.leaves(state.params["encoder"]):
+    np.testing.assert_array_equal(leaf, 1.0)
+  head = jax.tree.leaves({k: v for k, v in state.params.items() if k != "encoder"})
+  assert head and not all(np.all(np.asarray(x) == 1.0) for x in head)
