@@ -1,0 +1,27 @@
+"""FastFCN8: FCN8 with every convolution depthwise-separable (the SSNets seed, conv_type="ds").
+
+Command (offline, synthetic shapes, 4 classes):
+  python -m segjax.main --config configs/fastfcn8.py
+
+20,826,426 parameters for 21 classes against FCN8's 134,498,207 (the seed:
+"from 124M to 20M"). No ImageNet weights exist for the separable encoder.
+Expected: see experiments/README.md for measured results and hardware.
+"""
+
+from segjax import config as config_lib
+
+
+def get_config():
+  config = config_lib.base_config()
+  config.model.name = "fcn8"
+  config.model.conv_type = "ds"
+  config.dataset.name = "synthetic_shapes"
+  config.dataset.image_size = 64
+  config.batch_size = 8
+  config.num_train_steps = 1000
+  config.learning_rate = 1e-3
+  config.lr_schedule = "warmup_cosine"
+  config.warmup_steps = 50
+  config.eval_every_steps = 500
+  config.checkpoint_every_steps = 500
+  return config

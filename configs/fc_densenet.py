@@ -1,0 +1,30 @@
+"""FC-DenseNet with a Keras DenseNet backbone (the SSNets seed).
+
+Command (offline, synthetic shapes, 4 classes):
+  python -m segjax.main --config configs/fc_densenet.py
+
+Backbones: --config.model.backbone=densenet121|densenet169|densenet201 (the
+seed's default is 201; 121 here to fit a CPU), optional bottleneck
+(--config.model.use_bottleneck=True), ImageNet encoder with
+--config.model.pretrained=imagenet.
+Expected: see experiments/README.md for measured results and hardware.
+"""
+
+from segjax import config as config_lib
+
+
+def get_config():
+  config = config_lib.base_config()
+  config.model.name = "fc_densenet"
+  config.model.backbone = "densenet121"
+  config.model.use_bottleneck = False
+  config.dataset.name = "synthetic_shapes"
+  config.dataset.image_size = 64       # Divisible by 32.
+  config.batch_size = 8
+  config.num_train_steps = 1000
+  config.learning_rate = 1e-3
+  config.lr_schedule = "warmup_cosine"
+  config.warmup_steps = 50
+  config.eval_every_steps = 500
+  config.checkpoint_every_steps = 500
+  return config

@@ -1,0 +1,29 @@
+"""FCN8 with a VGG16 encoder and BatchNorm (the SSNets seed, conv_type="conv").
+
+Command (offline, synthetic shapes, 4 classes):
+  python -m segjax.main --config configs/fcn8.py
+
+134,498,207 parameters for 21 classes (the seed quotes 124M). ImageNet VGG16
+encoder: --config.model.pretrained=imagenet (Keras notop weights, downloaded or
+--config.model.pretrained_path=FILE). The seed's L2 regularisation:
+--config.optimizer.l2_regularization=5e-4.
+Expected: see experiments/README.md for measured results and hardware.
+"""
+
+from segjax import config as config_lib
+
+
+def get_config():
+  config = config_lib.base_config()
+  config.model.name = "fcn8"
+  config.model.conv_type = "conv"
+  config.dataset.name = "synthetic_shapes"
+  config.dataset.image_size = 64       # Divisible by 32.
+  config.batch_size = 8
+  config.num_train_steps = 1000
+  config.learning_rate = 1e-3
+  config.lr_schedule = "warmup_cosine"
+  config.warmup_steps = 50
+  config.eval_every_steps = 500
+  config.checkpoint_every_steps = 500
+  return config

@@ -1,0 +1,29 @@
+"""MobileNetV2 encoder + pix2pix decoder U-Net (the SSNets seed / TF segmentation tutorial).
+
+Command (offline, synthetic shapes, 4 classes):
+  python -m segjax.main --config configs/mobilenetv2_unet_pets.py
+
+Oxford-IIIT Pet as in the tutorial (TFDS oxford_iiit_pet prepared as
+ArrayRecord, trimap to 3 classes, 128x128, ImageNet encoder):
+  python -m segjax.main --config configs/mobilenetv2_unet_pets.py \
+    --config.dataset.name=oxford_iiit_pet --config.dataset.image_size=128 \
+    --config.model.pretrained=imagenet --config.dataset.normalization=imagenet
+Expected: see experiments/README.md for measured results and hardware.
+"""
+
+from segjax import config as config_lib
+
+
+def get_config():
+  config = config_lib.base_config()
+  config.model.name = "mobilenetv2_unet"
+  config.dataset.name = "synthetic_shapes"
+  config.dataset.image_size = 64       # Divisible by 32.
+  config.batch_size = 8
+  config.num_train_steps = 1000
+  config.learning_rate = 1e-3
+  config.lr_schedule = "warmup_cosine"
+  config.warmup_steps = 50
+  config.eval_every_steps = 500
+  config.checkpoint_every_steps = 500
+  return config

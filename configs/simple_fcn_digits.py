@@ -1,0 +1,27 @@
+"""The minimal fully convolutional net of the MNIST-over-CIFAR seed.
+
+Command (offline, synthetic shapes, 4 classes):
+  python -m segjax.main --config configs/simple_fcn_digits.py
+
+The seed's data (TFDS mnist and cifar10 prepared as ArrayRecord; a digit
+pasted at a random offset on a CIFAR image; binary digit/background):
+  python -m segjax.main --config configs/simple_fcn_digits.py \
+    --config.dataset.name=mnist_on_cifar --config.dataset.image_size=32
+Expected: see experiments/README.md for measured results and hardware.
+"""
+
+from segjax import config as config_lib
+
+
+def get_config():
+  config = config_lib.base_config()
+  config.model.name = "simple_fcn"
+  config.model.dropout_rate = 0.3      # The seed's keep probability 0.7.
+  config.dataset.name = "synthetic_shapes"
+  config.dataset.image_size = 64
+  config.batch_size = 16
+  config.num_train_steps = 2000
+  config.learning_rate = 1e-3
+  config.eval_every_steps = 500
+  config.checkpoint_every_steps = 500
+  return config

@@ -1,0 +1,32 @@
+"""Skip-layer FCN on VGG16 (the pets seed): transposed-conv branches from pools 3-5, summed.
+
+Command (offline, synthetic shapes, 4 classes, encoder trained from scratch):
+  python -m segjax.main --config configs/vgg16_fcn_pets.py
+
+The seed's setup, a frozen ImageNet VGG16 on Oxford-IIIT Pet:
+  python -m segjax.main --config configs/vgg16_fcn_pets.py \
+    --config.dataset.name=oxford_iiit_pet --config.dataset.image_size=128 \
+    --config.model.pretrained=imagenet --config.dataset.normalization=imagenet \
+    '--config.model.frozen_patterns=("encoder/.*",)'
+Offline there are no ImageNet weights, and a frozen random encoder is no
+encoder, so this config trains it.
+Expected: see experiments/README.md for measured results and hardware.
+"""
+
+from segjax import config as config_lib
+
+
+def get_config():
+  config = config_lib.base_config()
+  config.model.name = "vgg16_skip_fcn"
+  config.model.frozen_patterns = ()
+  config.dataset.name = "synthetic_shapes"
+  config.dataset.image_size = 64       # Divisible by 32.
+  config.batch_size = 8
+  config.num_train_steps = 1000
+  config.learning_rate = 1e-3
+  config.lr_schedule = "warmup_cosine"
+  config.warmup_steps = 50
+  config.eval_every_steps = 500
+  config.checkpoint_every_steps = 500
+  return config
