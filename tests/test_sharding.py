@@ -55,3 +55,29 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
   assert np.all(one["losses"] > 0)
   for name in one.files:
     np.testing.assert_allclose(two[name], one[name], atol=1e-5, err_msg=name)
+
+
+def test_two_process_training_run_end_to_end(tmp_path, tfds_dir):
+  """The real command on two processes: one set of logs, one checkpoint, both exit 0."""
+  port = portpicker.pick_unused_port()
+  workdir = tmp_path / "run"
+  command = [sys.executable, "-m", "segjax.main", "--config",
+             os.path.join(os.path.dirname(HERE), "configs", "segnet_skin.py"),
+             "--workdir", str(workdir), f"--config.dataset.data_dir={tfds_dir}",
+             "--config.model.width_multiplier=0.125", "--config.dataset.image_size=32",
+             "--config.batch_size=4", "--config.eval_batch_size=8",
+             "--config.num_train_steps=4", "--config.log_every_steps=2",
+             "--config.eval_every_steps=4", "--config.checkpoint_every_steps=4",
+             "--coordinator_address", f"127.0.0.1:{port}", "--num_processes", "2"]
+  workers = [subprocess.Popen(command + ["--process_id", str(i)], env=environment(2),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=os.path.dirname(HERE)) for i in range(2)]
+  outputs = [worker.communicate(timeout=400) for worker in workers]
+  for worker, (_, stderr) in zip(workers, outputs):
+    assert worker.returncode == 0, stderr[-3000:]
+  assert "4 device(s)" in outputs[0][0] and "2 process(es)" in outputs[0][0]
+  assert outputs[1][0].strip() == ""  # Only process 0 reports.
+  with open(workdir / "metrics.jsonl") as f:
+    steps = [(line["split"], line["step"]) for line in map(json.loads, f)]
+  assert steps == [("train", 2), ("train", 4), ("eval", 4)]
+  assert (workdir / "checkpoints" / "4").is_dir()

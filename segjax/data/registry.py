@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Protocol, Sequence
 
+import jax
 import ml_collections
+from jax.experimental import multihost_utils
 
 
 class RecordSource(Protocol):
@@ -44,13 +46,26 @@ def names() -> list[str]:
   return sorted(_DATASETS)
 
 
+def _prepare_once(open_dataset, name: str) -> SegmentationData:
+  """Process 0 prepares the dataset while the other processes wait, so that hosts
+  sharing a data dir never write it at the same time; then all open it."""
+  if jax.process_count() == 1:
+    return open_dataset()
+  if jax.process_index() == 0:
+    data = open_dataset()
+    multihost_utils.sync_global_devices(f"segjax: dataset {name} prepared")
+    return data
+  multihost_utils.sync_global_devices(f"segjax: dataset {name} prepared")
+  return open_dataset()
+
+
 def load(dataset_config: ml_collections.ConfigDict) -> SegmentationData:
   """Prepares (once) and opens the dataset named by `dataset_config.name`."""
   name = dataset_config.name
   if name not in _DATASETS:
     raise ValueError(f"unknown dataset {name!r} (config key dataset.name); "
                      f"registered datasets: {', '.join(names())}")
-  data = _DATASETS[name](dataset_config)
+  data = _prepare_once(lambda: _DATASETS[name](dataset_config), name)
   if dataset_config.get("grayscale", False):
     from segjax.data import sources  # Imports this module.
     data = sources.to_grayscale(data)
