@@ -27,9 +27,5 @@ def get_config():
   config.loss_weights.rmse = 1.0       # The seed's loss: RMSE of the sigmoid output.
   config.batch_size = 16
   config.num_train_steps = 2000
-  config.learning_rate = 1e-3
-  config.lr_schedule = "warmup_cosine"
   config.warmup_steps = 100
-  config.eval_every_steps = 500
-  config.checkpoint_every_steps = 500
   return config

@@ -21,7 +21,4 @@ def get_config():
   config.dataset.image_size = 64
   config.batch_size = 16
   config.num_train_steps = 2000
-  config.learning_rate = 1e-3
-  config.eval_every_steps = 500
-  config.checkpoint_every_steps = 500
   return config

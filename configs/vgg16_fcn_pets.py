@@ -22,11 +22,4 @@ def get_config():
   config.model.frozen_patterns = ()
   config.dataset.name = "synthetic_shapes"
   config.dataset.image_size = 64       # Divisible by 32.
-  config.batch_size = 8
-  config.num_train_steps = 1000
-  config.learning_rate = 1e-3
-  config.lr_schedule = "warmup_cosine"
-  config.warmup_steps = 50
-  config.eval_every_steps = 500
-  config.checkpoint_every_steps = 500
   return config

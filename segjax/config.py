@@ -78,9 +78,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.ema_decay = 0.0                    # > 0: evaluate an exponential moving average of params.
   c.skip_nonfinite = False             # True: skip (and count) non-finite updates, else stop.
 
-  c.learning_rate = 1e-4
-  c.lr_schedule = "constant"           # constant | warmup_cosine | polynomial
-  c.warmup_steps = 0
+  c.learning_rate = 1e-3
+  c.lr_schedule = "warmup_cosine"      # constant | warmup_cosine | polynomial
+  c.warmup_steps = 50
   c.lr_power = 0.9                     # polynomial: lr * (1 - t)^lr_power.
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "adam"            # adam | adamw | sgd

@@ -30,6 +30,7 @@ def small_config(data_dir: str):
   config.eval_every_steps = 3
   config.checkpoint_every_steps = 3
   config.learning_rate = 1e-3
+  config.lr_schedule = "constant"
   config.num_prediction_images = 2
   return config
 

@@ -39,6 +39,7 @@ def make_config(model="segnet", dtype="float32", **overrides):
   config.optimizer.name = "sgd"
   # Parameter differences are learning rate x gradient rounding differences.
   config.learning_rate = 0.005
+  config.lr_schedule = "constant"  # A warmup would start at 0 and hide differences.
   for key, value in overrides.items():
     if key.startswith("mesh_"):
       config.mesh[key[5:]] = value

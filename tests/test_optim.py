@@ -18,6 +18,7 @@ def tiny_config(model="segnet", **model_options):
   config.batch_size = 2
   config.eval_batch_size = 2
   config.learning_rate = 1e-2
+  config.lr_schedule = "constant"
   return config
 
 

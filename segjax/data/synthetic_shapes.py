@@ -12,9 +12,8 @@ from __future__ import annotations
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image
 
-from segjax.data import tfds_utils
+from segjax.data import generated
 from segjax.data.registry import SegmentationData, register
 
 SIZE = 64
@@ -63,40 +62,16 @@ def generate_example(seed: int, split_id: int, index: int) -> tuple[np.ndarray, 
   return np.clip(image, 0, 255).astype(np.uint8), mask
 
 
-class SyntheticShapes(tfds.core.GeneratorBasedBuilder):
+class SyntheticShapes(generated.GeneratedBuilder):
   """Synthetic shapes, 4 classes: 1000 train and 200 validation images, 64x64."""
 
   VERSION = tfds.core.Version("1.0.0")
-  SEED = 0
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(SIZE, SIZE, 3)),
-            "mask": tfds.features.Image(shape=(SIZE, SIZE, 1)),
-        }),
-        disable_shuffling=True,  # Record i of a split is example i.
-    )
-
-  def _split_generators(self, dl_manager):
-    del dl_manager
-    return {name: self._generate_examples(split_id, count)
-            for name, (split_id, count) in SPLITS.items()}
-
-  def _generate_examples(self, split_id: int, count: int):
-    for index in range(count):
-      image, mask = generate_example(self.SEED, split_id, index)
-      yield index, {"image": Image.fromarray(image), "mask": Image.fromarray(mask)}
+  SIZE = SIZE
+  SPLITS = SPLITS
+  KEEP_ORDER = True  # Record i of a split is example i.
+  generate = staticmethod(generate_example)
 
 
 @register("synthetic_shapes")
 def load(dataset_config: ml_collections.ConfigDict) -> SegmentationData:
-  builder = tfds_utils.prepare(
-      SyntheticShapes(data_dir=tfds_utils.data_dir(dataset_config.data_dir)))
-  return SegmentationData(
-      train=tfds_utils.open_split(builder, dataset_config.train_split),
-      eval=tfds_utils.open_split(builder, dataset_config.eval_split),
-      num_classes=len(CLASS_NAMES), class_names=CLASS_NAMES, num_channels=3,
-      ignore_index=dataset_config.ignore_index)
+  return generated.load(SyntheticShapes, dataset_config, CLASS_NAMES)

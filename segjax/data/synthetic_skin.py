@@ -16,9 +16,8 @@ import colorsys
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image
 
-from segjax.data import tfds_utils
+from segjax.data import generated
 from segjax.data.registry import SegmentationData, register
 
 SIZE = 128
@@ -169,40 +168,16 @@ def _occlude(rng, image):
   return np.where(shape[..., None], colour + _texture(rng), image), shape
 
 
-class SyntheticSkin(tfds.core.GeneratorBasedBuilder):
+class SyntheticSkin(generated.GeneratedBuilder):
   """Synthetic skin segmentation: 2000 train and 200 validation images, 128x128."""
 
   VERSION = tfds.core.Version("1.1.0")
   RELEASE_NOTES = {"1.1.0": "Plain surfaces never skin-coloured; larger hands and arms."}
-  SEED = 0
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(SIZE, SIZE, 3)),
-            "mask": tfds.features.Image(shape=(SIZE, SIZE, 1)),
-        }),
-    )
-
-  def _split_generators(self, dl_manager):
-    del dl_manager
-    return {name: self._generate_examples(split_id, count)
-            for name, (split_id, count) in SPLITS.items()}
-
-  def _generate_examples(self, split_id: int, count: int):
-    for index in range(count):
-      image, mask = generate_example(self.SEED, split_id, index)
-      # PIL images: TFDS encodes them without TensorFlow.
-      yield index, {"image": Image.fromarray(image), "mask": Image.fromarray(mask)}
+  SIZE = SIZE
+  SPLITS = SPLITS
+  generate = staticmethod(generate_example)
 
 
 @register("synthetic_skin")
 def load(dataset_config: ml_collections.ConfigDict) -> SegmentationData:
-  builder = tfds_utils.prepare(SyntheticSkin(data_dir=tfds_utils.data_dir(dataset_config.data_dir)))
-  return SegmentationData(
-      train=tfds_utils.open_split(builder, dataset_config.train_split),
-      eval=tfds_utils.open_split(builder, dataset_config.eval_split),
-      num_classes=2, class_names=("background", "skin"), num_channels=3,
-      ignore_index=dataset_config.ignore_index)
+  return generated.load(SyntheticSkin, dataset_config, ("background", "skin"))
