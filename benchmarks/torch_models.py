@@ -1,0 +1,180 @@
+"""PyTorch versions of segjax models, for `segjax.benchmark --compare torch`.
+
+Same layers, widths, parameter counts and FLOPs as the Flax models:
+
+  SegNet  (segjax/models/segnet.py): every convolution `conv -> ReLU ->
+          BatchNorm`, stride-2 3x3 convolutions down, stride-2 3x3 transposed
+          convolutions up (padding 1, output_padding 1: the 'SAME' doubling),
+          classifier `conv (no bias) -> BatchNorm`; 11,737,156 parameters for
+          3 input channels and 2 classes.
+  UNet    (segjax/models/unet.py): double 3x3 convolutions with ReLU, 2x2
+          max-pool, 2x2 stride-2 transposed convolutions, skip concatenation,
+          1x1 logits; 31,031,810 parameters for 3 input channels and 2 classes.
+
+PyTorch pads stride-2 layers symmetrically where XLA's 'SAME' pads after, so
+strided layers sample a grid shifted by one pixel: the same work, not the same
+numbers. BatchNorm matches Flax's (epsilon 1e-3; PyTorch's momentum is one
+minus Flax's).
+
+`TorchTrainer` runs the eager train step the benchmark times: normalise the
+uint8 batch as segjax's "unit" normalisation does, forward in train mode,
+cross-entropy over pixels not equal to `ignore_index`, backward, Adam.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _glorot(module: nn.Module) -> nn.Module:
+  nn.init.xavier_uniform_(module.weight)
+  if module.bias is not None:
+    nn.init.zeros_(module.bias)
+  return module
+
+
+class SegNet(nn.Module):
+  """Input (N, C, H, W), H and W divisible by 16; logits (N, num_classes, H, W)."""
+
+  def __init__(self, num_classes: int, in_channels: int = 3, widths=(64, 128, 256, 512),
+               width_multiplier: float = 1.0, bn_momentum: float = 0.9):
+    super().__init__()
+    widths = [max(1, int(w * width_multiplier)) for w in widths]
+    norm = lambda c: nn.BatchNorm2d(c, eps=1e-3, momentum=1.0 - bn_momentum)
+    conv = lambda cin, cout, stride=1, bias=True: _glorot(
+        nn.Conv2d(cin, cout, 3, stride, padding=1, bias=bias))
+    layers, channels = [], in_channels
+    for width in widths:
+      layers += [conv(channels, width), nn.ReLU(inplace=True), norm(width),
+                 conv(width, width, 2), nn.ReLU(inplace=True), norm(width)]
+      channels = width
+    for width in reversed(widths):
+      layers += [_glorot(nn.ConvTranspose2d(channels, width, 3, 2, padding=1, output_padding=1)),
+                 nn.ReLU(inplace=True), norm(width),
+                 conv(width, width), nn.ReLU(inplace=True), norm(width)]
+      channels = width
+    layers += [conv(channels, num_classes, bias=False), norm(num_classes)]
+    self.layers = nn.Sequential(*layers)
+
+  def forward(self, x):
+    return self.layers(x)
+
+
+class UNet(nn.Module):
+  """Input (N, C, H, W), H and W divisible by 2**depth; logits (N, num_classes, H, W)."""
+
+  def __init__(self, num_classes: int, in_channels: int = 3, depth: int = 4, base_width: int = 64,
+               width_multiplier: float = 1.0):
+    super().__init__()
+    widths = [max(1, int(base_width * 2 ** level * width_multiplier)) for level in range(depth + 1)]
+
+    def double_conv(cin, cout):
+      convs = [nn.Conv2d(cin, cout, 3, padding=1), nn.Conv2d(cout, cout, 3, padding=1)]
+      for c in convs:
+        nn.init.kaiming_normal_(c.weight, nonlinearity="relu")
+        nn.init.zeros_(c.bias)
+      return nn.Sequential(convs[0], nn.ReLU(inplace=True), convs[1], nn.ReLU(inplace=True))
+
+    self.down = nn.ModuleList()
+    channels = in_channels
+    for level in range(depth):
+      self.down.append(double_conv(channels, widths[level]))
+      channels = widths[level]
+    self.bottom = double_conv(channels, widths[depth])
+    channels = widths[depth]
+    self.up_transpose, self.up = nn.ModuleList(), nn.ModuleList()
+    for level in reversed(range(depth)):
+      self.up_transpose.append(nn.ConvTranspose2d(channels, widths[level], 2, 2))
+      self.up.append(double_conv(2 * widths[level], widths[level]))
+      channels = widths[level]
+    self.logits = nn.Conv2d(channels, num_classes, 1)
+
+  def forward(self, x):
+    skips = []
+    for block in self.down:
+      x = block(x)
+      skips.append(x)
+      x = F.max_pool2d(x, 2)
+    x = self.bottom(x)
+    for transpose, block, skip in zip(self.up_transpose, self.up, reversed(skips)):
+      x = block(torch.cat([skip, transpose(x)], dim=1))
+    return self.logits(x)
+
+
+MODELS = {"segnet": SegNet, "unet": UNet}
+
+
+def build(name: str, num_classes: int, in_channels: int = 3, **options) -> nn.Module:
+  """The PyTorch model for segjax's `model.name`, with the config's `model` options."""
+  if name not in MODELS:
+    raise ValueError(f"no PyTorch version of model {name!r}; available: {', '.join(MODELS)}")
+  return MODELS[name](num_classes, in_channels, **options)
+
+
+def num_parameters(model: nn.Module) -> int:
+  return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class TorchTrainer:
+  """The eager float32 train step of a segjax config's model, on a fixed batch."""
+
+  def __init__(self, config, num_classes: int, channels: int, host_batch: dict):
+    if config.dtype != "float32":
+      raise ValueError(f"the PyTorch comparison runs float32 only (config dtype {config.dtype})")
+    optimizer = config.optimizer if isinstance(config.optimizer, str) else config.optimizer.name
+    if optimizer != "adam":
+      raise ValueError(f"the PyTorch comparison runs Adam only (config optimizer {optimizer!r})")
+    if "loss" in config and config.loss != "softmax_cross_entropy":
+      raise ValueError(f"the PyTorch comparison runs cross-entropy only (config loss {config.loss!r})")
+    if "loss_weights" in config:
+      others = sorted(k for k, v in config.loss_weights.items() if v and k != "cross_entropy")
+      if others or config.get("class_weights"):
+        raise ValueError("the PyTorch comparison runs unweighted cross-entropy alone "
+                         f"(config loss_weights {dict(config.loss_weights)})")
+    if config.dataset.normalization != "unit":
+      raise ValueError("the PyTorch comparison normalises as dataset.normalization='unit' only")
+    torch.manual_seed(config.seed)
+    from segjax import train  # The model options as segjax's training reads them.
+    skip = getattr(train, "NON_MODEL_KEYS", ("name",))
+    options = {k: v for k, v in config.model.items() if k not in skip}
+    self.model = build(config.model.name, num_classes, channels, **options)
+    self.model.train()
+    self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
+    self.ignore_index = int(config.dataset.ignore_index)
+    # NHWC uint8 -> NCHW uint8, as a data loader would hand it over.
+    self.images = torch.from_numpy(np.ascontiguousarray(host_batch["image"].transpose(0, 3, 1, 2)))
+    self.masks = torch.from_numpy(host_batch["mask"].astype(np.int64))
+
+  def _loss(self):
+    x = self.images.float() / 127.5 - 1.0
+    logits = self.model(x)
+    return F.cross_entropy(logits, self.masks, ignore_index=self.ignore_index)
+
+  def step(self) -> tuple[float, float]:
+    """One train step; returns (seconds, loss)."""
+    start = time.perf_counter()
+    self.optimizer.zero_grad(set_to_none=True)
+    loss = self._loss()
+    loss.backward()
+    self.optimizer.step()
+    value = loss.detach().item()  # Eager: everything has run by now.
+    return time.perf_counter() - start, value
+
+  def flops_per_step(self) -> float:
+    """Forward + backward FLOPs by PyTorch's FLOP counter (parameters unchanged)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter:
+      self._loss().backward()
+    self.optimizer.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+  def describe(self) -> dict:
+    return {"torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "torch_parameters": num_parameters(self.model),
+            "torch_flops_per_step": self.flops_per_step()}

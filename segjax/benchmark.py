@@ -1,0 +1,283 @@
+"""Measures the train step of a config: compile time, step time, FLOP/s, memory.
+
+  python -m segjax.benchmark --config configs/segnet_skin.py [--config.KEY=VALUE ...] \\
+      [--steps 20] [--warmup 3] [--compare torch]
+
+The model, train state and jitted step are built as training builds them
+(`train.create_model`, `train.Trainer`: the mesh, the batch sharding, the
+donated state); the batch is a fixed synthetic uint8 batch of the config's
+`batch_size` and `dataset.image_size`, so no dataset is prepared. Reported:
+
+  compile_s          lowering + XLA compilation of the train step.
+  step_time_s        median over `--steps` timed steps after `--warmup` steps,
+                     each step waited for with `block_until_ready`.
+  cpu_s_per_step     median process CPU time of a step (all threads): on a
+                     machine shared with other jobs it varies less than wall time.
+  images_per_sec     batch_size / step_time_s.
+  flops_per_step     XLA's cost analysis of the compiled step (what XLA runs:
+                     it counts any FLOPs a formulation wastes).
+  gflops_per_sec     flops_per_step / step_time_s.
+  matmul_peak_gflops this machine's float32 matmul rate, best of several
+                     `--matmul_size` square matmuls, before and after the steps.
+  peak_memory_bytes  device `memory_stats()["peak_bytes_in_use"]` where the
+                     backend has it, else the process's peak resident set
+                     (taken before PyTorch is imported).
+
+`--compare torch` also builds the same architecture in PyTorch
+(`benchmarks/torch_models.py`, from the repository root; `pip install
+segjax[torch]`) and times its eager train step (float32, Adam, cross-entropy,
+BatchNorm in train mode) on the same batch, alternating one segjax step and
+one PyTorch step so that both see the same machine load; `ratio` is
+segjax images/s over PyTorch images/s (`cpu_ratio`: the same in CPU time).
+`torch_flops_per_step` is PyTorch's
+count of the model's FLOPs (its FLOP counter, forward + backward), the
+useful work of the architecture.
+
+Human-readable lines go first; the last stdout line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+
+
+def matmul_peak_gflops(size: int, repeats: int) -> float:
+  """Best float32 GFLOP/s of a `size` x `size` matmul on the default device."""
+  import jax
+  import jax.numpy as jnp
+  keys = jax.random.split(jax.random.key(0))
+  a = jax.random.normal(keys[0], (size, size), jnp.float32)
+  b = jax.random.normal(keys[1], (size, size), jnp.float32)
+  matmul = jax.jit(jnp.matmul)
+  matmul(a, b).block_until_ready()
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    matmul(a, b).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2.0 * size ** 3 / best / 1e9
+
+
+def peak_rss_bytes() -> int:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux.
+
+
+def device_peak_bytes() -> int | None:
+  import jax
+  peaks = []
+  for device in jax.local_devices():
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if not stats or "peak_bytes_in_use" not in stats:
+      return None
+    peaks.append(int(stats["peak_bytes_in_use"]))
+  return max(peaks) if peaks else None
+
+
+def synthetic_batch(batch_size: int, height: int, width: int, channels: int, num_classes: int,
+                    seed: int = 0) -> dict:
+  """A host batch as the input pipeline yields it: uint8 images and masks."""
+  import numpy as np
+  rng = np.random.default_rng(seed)
+  return {"image": rng.integers(0, 256, (batch_size, height, width, channels), np.uint8),
+          "mask": rng.integers(0, num_classes, (batch_size, height, width), np.uint8)}
+
+
+def cost_flops(compiled) -> float:
+  """FLOPs of a compiled computation from XLA's cost analysis (0 if unknown)."""
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):  # Older JAX: one dict per computation.
+    analysis = analysis[0] if analysis else {}
+  return float((analysis or {}).get("flops", 0.0))
+
+
+def _describe_machine() -> dict:
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    cpu = names[0] if names else cpu
+  except OSError:
+    pass
+  return {"cpu": cpu, "cpu_count": os.cpu_count()}
+
+
+def run(config, steps: int = 20, warmup: int = 3, compare: str = "",
+        num_classes: int | None = None, matmul_size: int = 4096, matmul_repeats: int = 5,
+        log=print) -> dict:
+  """Builds and times the train step of `config`; returns the measurements."""
+  import jax
+  import numpy as np
+
+  from segjax import sharding as sharding_lib
+  from segjax import train
+  from segjax.data import pipeline
+
+  if steps < 1 or warmup < 0:
+    raise ValueError(f"need steps >= 1 and warmup >= 0 (got steps={steps}, warmup={warmup})")
+  num_classes = int(num_classes or config.dataset.num_classes)
+  height, width = pipeline.image_size(config.dataset)
+  channels = 1 if config.dataset.grayscale else 3
+  local_batch = pipeline.local_batch_size(config.batch_size)
+  result = {"model": config.model.name, "batch_size": config.batch_size,
+            "image_size": [height, width], "channels": channels, "num_classes": num_classes,
+            "dtype": config.dtype, "steps": steps, "warmup": warmup,
+            "backend": jax.default_backend(), "devices": jax.device_count(),
+            "jax_version": jax.__version__, **_describe_machine(),
+            "load_average_start": [round(v, 2) for v in os.getloadavg()]}
+  log(f"{config.model.name}: batch {config.batch_size}, {height}x{width}x{channels}, "
+      f"{num_classes} classes, {config.dtype}, {jax.device_count()} {jax.default_backend()} "
+      f"device(s); load average {result['load_average_start']}")
+
+  matmul_peak = matmul_peak_gflops(matmul_size, matmul_repeats)
+  log(f"float32 matmul {matmul_size}x{matmul_size}: {matmul_peak:.1f} GFLOP/s (best of "
+      f"{matmul_repeats})")
+
+  model = train.create_model(config, num_classes)
+  trainer = train.Trainer(config, model, num_classes, (height, width, channels),
+                          config.dataset.ignore_index)
+  state = trainer.state
+  result["parameters"] = int(sum(x.size for x in jax.tree.leaves(state.params)))
+  host_batch = synthetic_batch(local_batch, height, width, channels, num_classes, config.seed)
+  batch = sharding_lib.put_batch(host_batch, trainer.batch_sharding)
+
+  start = time.perf_counter()
+  lowered = trainer.train_step.lower(state, batch)
+  compiled = lowered.compile()
+  result["compile_s"] = time.perf_counter() - start
+  result["flops_per_step"] = cost_flops(compiled)
+  log(f"{result['parameters']:,} parameters; compiled in {result['compile_s']:.1f} s; "
+      f"{result['flops_per_step'] / 1e9:.1f} GFLOP per step (XLA cost analysis)")
+
+  def jax_step():
+    nonlocal state
+    begin, cpu = time.perf_counter(), time.process_time()
+    state, metrics = compiled(state, batch)
+    jax.block_until_ready((state, metrics))
+    return time.perf_counter() - begin, time.process_time() - cpu, metrics
+
+  for _ in range(warmup):
+    jax_step()
+  device_peak = device_peak_bytes()
+  if device_peak is not None:
+    result["peak_memory_bytes"], result["peak_memory_source"] = device_peak, "device memory_stats"
+  else:
+    result["peak_memory_bytes"] = peak_rss_bytes()
+    result["peak_memory_source"] = "process peak RSS"
+
+  torch_step = None
+  if compare == "torch":
+    torch_trainer = _torch_trainer(config, num_classes, channels, host_batch)
+    result.update(torch_trainer.describe())
+    torch_step = torch_trainer.step
+    for _ in range(warmup):
+      torch_step()
+    log(f"torch {result['torch_version']}: {result['torch_parameters']:,} parameters, "
+        f"{result['torch_flops_per_step'] / 1e9:.1f} GFLOP per step (torch FLOP counter), "
+        f"{result['torch_threads']} threads")
+
+  jax_times, jax_cpu, torch_times, torch_cpu = [], [], [], []
+  for index in range(steps):  # One step of each, alternating.
+    seconds, cpu, metrics = jax_step()
+    jax_times.append(seconds)
+    jax_cpu.append(cpu)
+    line = (f"step {index + 1}/{steps}: segjax {seconds:.3f} s, {cpu:.2f} CPU-s "
+            f"(loss {float(metrics['loss']):.4f})")
+    if torch_step is not None:
+      cpu = time.process_time()
+      seconds, loss = torch_step()
+      torch_cpu.append(time.process_time() - cpu)
+      torch_times.append(seconds)
+      line += f"; torch {seconds:.3f} s, {torch_cpu[-1]:.2f} CPU-s (loss {loss:.4f})"
+    log(line)
+
+  matmul_peak = max(matmul_peak, matmul_peak_gflops(matmul_size, matmul_repeats))
+  step_time = statistics.median(jax_times)
+  result.update({
+      "step_time_s": step_time,
+      "step_time_min_s": min(jax_times),
+      "step_time_max_s": max(jax_times),
+      "cpu_s_per_step": statistics.median(jax_cpu),
+      "images_per_sec": config.batch_size / step_time,
+      "gflops_per_sec": result["flops_per_step"] / step_time / 1e9,
+      "matmul_peak_gflops": matmul_peak,
+  })
+  result["fraction_of_matmul_peak"] = result["gflops_per_sec"] / matmul_peak
+  if torch_times:
+    torch_time = statistics.median(torch_times)
+    result.update({
+        "torch_step_time_s": torch_time,
+        "torch_step_time_min_s": min(torch_times),
+        "torch_step_time_max_s": max(torch_times),
+        "torch_cpu_s_per_step": statistics.median(torch_cpu),
+        "torch_images_per_sec": config.batch_size / torch_time,
+        "torch_gflops_per_sec": result["torch_flops_per_step"] / torch_time / 1e9,
+        "ratio": torch_time / step_time,
+        # The same ratio in process CPU time, which a busy machine distorts less.
+        "cpu_ratio": statistics.median(torch_cpu) / statistics.median(jax_cpu),
+    })
+    # The architecture's useful FLOPs over segjax's time, comparable with torch's rate.
+    result["useful_gflops_per_sec"] = result["torch_flops_per_step"] / step_time / 1e9
+  result["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
+  summary = (f"segjax: {step_time:.3f} s per step (median of {steps}), "
+             f"{result['cpu_s_per_step']:.2f} CPU-s per step, "
+             f"{result['images_per_sec']:.2f} images/s, {result['gflops_per_sec']:.1f} GFLOP/s "
+             f"({100 * result['fraction_of_matmul_peak']:.0f}% of {matmul_peak:.0f} GFLOP/s matmul), "
+             f"peak memory {result['peak_memory_bytes'] / 2 ** 20:.0f} MiB")
+  log(summary)
+  if torch_times:
+    log(f"torch: {result['torch_step_time_s']:.3f} s per step, "
+        f"{result['torch_cpu_s_per_step']:.2f} CPU-s per step, "
+        f"{result['torch_images_per_sec']:.2f} images/s, "
+        f"{result['torch_gflops_per_sec']:.1f} GFLOP/s; segjax/torch images/s ratio "
+        f"{result['ratio']:.2f} (CPU time ratio {result['cpu_ratio']:.2f})")
+  log(f"load average at the end: {result['load_average_end']}")
+  return result
+
+
+def _torch_trainer(config, num_classes: int, channels: int, host_batch: dict):
+  try:
+    from benchmarks import torch_models
+  except ImportError:
+    # Run from elsewhere than the repository root: the checkout holds `benchmarks/`.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from benchmarks import torch_models
+  return torch_models.TorchTrainer(config, num_classes, channels, host_batch)
+
+
+def define_flags() -> None:
+  """The command's flags (defined only when run as a command, so importing
+  this module leaves absl's global flags alone)."""
+  config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
+  flags.DEFINE_integer("steps", 20, "Train steps timed (per framework).")
+  flags.DEFINE_integer("warmup", 3, "Train steps run before timing (per framework).")
+  flags.DEFINE_enum("compare", "", ["", "torch"], "Also time the same model in this framework.")
+  flags.DEFINE_integer("num_classes", None, "Classes of the model's output "
+                       "(default: config.dataset.num_classes).")
+  flags.DEFINE_integer("matmul_size", 4096, "Side of the square float32 matmul for the peak rate.")
+  flags.DEFINE_integer("matmul_repeats", 5, "Matmuls timed for the peak rate (the best counts).")
+  flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  logging.set_verbosity(logging.WARNING)
+  result = run(FLAGS.config, FLAGS.steps, FLAGS.warmup, FLAGS.compare, FLAGS.num_classes,
+               FLAGS.matmul_size, FLAGS.matmul_repeats, log=lambda s: print(s, flush=True))
+  print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)
