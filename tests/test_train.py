@@ -4,6 +4,7 @@ import glob
 import json
 import os
 
+import numpy as np
 import pytest
 
 from segjax import train
@@ -79,3 +80,40 @@ def test_eval_covers_split_exactly_once(trained, tfds_dir):
   batches = list(pipeline.EvalBatches(dataset.eval, (32, 32), 16, 3))
   assert len(batches) == 13
   assert sum(int(b["valid"].sum()) for b in batches) == len(dataset.eval) == 200
+
+
+def test_predict_writes_masks_at_original_size_and_names_bad_files(trained, tmp_path):
+  from PIL import Image
+  from segjax import predict
+  _, workdir, _ = trained
+  inputs = tmp_path / "in"
+  inputs.mkdir()
+  rng = np.random.default_rng(0)
+  Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(inputs / "wide.png")
+  Image.fromarray(rng.integers(0, 256, (33, 21), dtype=np.uint8)).save(inputs / "gray.jpg")
+  (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+  predictor = predict.Predictor(workdir)
+  errors = predict.predict_paths(predictor, predict.list_images(str(inputs)), str(tmp_path / "out"))
+  assert len(errors) == 1 and "broken.png" in errors[0]
+  mask = np.asarray(Image.open(tmp_path / "out" / "wide_mask.png"))
+  assert mask.shape == (50, 70) and set(np.unique(mask)) <= {0, 1}
+  assert np.asarray(Image.open(tmp_path / "out" / "gray_mask.png")).shape == (33, 21)
+  assert np.asarray(Image.open(tmp_path / "out" / "wide_overlay.png")).shape == (50, 70, 3)
+  with pytest.raises(FileNotFoundError, match="missing.png"):
+    predict.list_images(str(inputs / "missing.png"))
+
+
+def test_predict_command_line(trained, tmp_path):
+  import subprocess
+  import sys
+  from PIL import Image
+  _, workdir, _ = trained
+  image = tmp_path / "face.png"
+  Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(image)
+  result = subprocess.run([sys.executable, "-m", "segjax.predict", "--workdir", workdir,
+                           "--input", str(image), "--output", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "1 of 1 images" in result.stdout
+  assert (tmp_path / "out" / "face_mask.png").exists()
