@@ -317,7 +317,8 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
       jax.block_until_ready(step_metrics)
       last_log_step, last_log_time = step, time.time()
     is_last = step == config.num_train_steps
-    should_save = step % config.checkpoint_every_steps == 0 or is_last or stop.received
+    stopping = stop.received  # Read once: a signal arriving later in this step counts next step.
+    should_save = step % config.checkpoint_every_steps == 0 or is_last or stopping
     if step % config.log_every_steps == 0 or is_last or should_save:
       summary = _summarise(pending, step - len(pending) + 1, config, workdir)
       pending = []
@@ -337,9 +338,9 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
       last_log_time = time.time()
     if should_save:
       checkpointing.save(manager, step, state, train_iter)
-    if stop.received:
+    if stopping:
       manager.wait_until_finished()
-      writers.log(f"{stop.received}: saved a checkpoint at step {step} in {workdir}/checkpoints; "
+      writers.log(f"{stopping}: saved a checkpoint at step {step} in {workdir}/checkpoints; "
                   "run the same command to resume")
       break
   if eval_metrics is None:  # Nothing trained (finished before, or stopped): report as it is.
