@@ -3,17 +3,24 @@
 A checkpoint being written lives in a temporary folder that Orbax renames
 when complete, so a run killed mid-save leaves the previous checkpoints as
 they were. A finished checkpoint that no longer restores (a truncated or
-corrupted file) is reported, moved aside (never deleted) and skipped.
+corrupted file) is reported, moved aside (never deleted) and skipped. Saves
+complete in the background; `wait_for_saves` blocks until every save this
+process started is complete, whatever else is failing.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import weakref
 
 import grain
 import jax
 import orbax.checkpoint as ocp
+
+
+# Managers with a save started, whose writes may still be in flight.
+_saving: weakref.WeakSet = weakref.WeakSet()
 
 
 def create_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
@@ -28,6 +35,14 @@ def save(manager: ocp.CheckpointManager, step: int, state, data_iterator=None) -
   if data_iterator is not None:
     items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
   manager.save(step, args=ocp.args.Composite(**items), force=True)
+  _saving.add(manager)
+
+
+def wait_for_saves() -> None:
+  """Blocks until the checkpoints being written by this process are complete."""
+  for manager in list(_saving):
+    manager.wait_until_finished()
+    _saving.discard(manager)
 
 
 def restore(manager: ocp.CheckpointManager, step: int, abstract_state, data_iterator=None):

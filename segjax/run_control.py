@@ -8,6 +8,8 @@ import signal
 
 import jax
 
+from segjax import checkpointing
+
 
 class WorkdirInUseError(RuntimeError):
   pass
@@ -17,7 +19,9 @@ class WorkdirLock:
   """An exclusive lock on the workdir for this JAX process, held while training.
 
   The kernel drops the lock when the process dies, even by SIGKILL, so a
-  killed run never leaves a stale lock behind.
+  killed run never leaves a stale lock behind. The lock is released only once
+  the checkpoints being written are complete, also when the run fails: the
+  last checkpoint saved before an error is kept.
   """
 
   def __init__(self, workdir: str):
@@ -42,7 +46,10 @@ class WorkdirLock:
     return self
 
   def __exit__(self, *exc):
-    fcntl.flock(self._file, fcntl.LOCK_UN)
+    try:
+      checkpointing.wait_for_saves()
+    finally:
+      fcntl.flock(self._file, fcntl.LOCK_UN)
     self._file.close()
 
 
