@@ -3,9 +3,11 @@
 A checkpoint being written lives in a temporary folder that Orbax renames
 when complete, so a run killed mid-save leaves the previous checkpoints as
 they were. A finished checkpoint that no longer restores (a truncated or
-corrupted file) is reported, moved aside (never deleted) and skipped. Saves
-complete in the background; `wait_for_saves` blocks until every save this
-process started is complete, whatever else is failing.
+corrupted file) is reported, moved aside (never deleted) and skipped; one
+that is sound but holds a train state unlike the config's (another model or
+optimizer) is an error, and stays where it is. Saves complete in the
+background; `wait_for_saves` blocks until every save this process started is
+complete, whatever else is failing.
 """
 
 from __future__ import annotations
@@ -53,17 +55,53 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state, data_iter
   return manager.restore(step, args=ocp.args.Composite(**items))["state"]
 
 
+class CheckpointMismatchError(ValueError):
+  """A sound checkpoint of a train state unlike the one the config builds."""
+
+
+def _mismatch(directory: str, abstract_state) -> str | None:
+  """How the arrays saved in `directory` differ from `abstract_state`'s, if they do.
+
+  None as well when the checkpoint's metadata cannot be read (then it is damaged).
+  """
+  try:
+    saved = jax.tree.leaves(ocp.StandardCheckpointer().metadata(directory).item_metadata.tree)
+  except Exception:  # Unreadable metadata: damaged, not different.
+    return None
+  describe = lambda leaves: sorted(f"{x.dtype}{list(x.shape)}" for x in leaves)
+  saved, expected = describe(saved), describe(jax.tree.leaves(abstract_state))
+  if saved == expected:
+    return None
+  only_saved = [x for x in saved if x not in expected]
+  only_expected = [x for x in expected if x not in saved]
+  return (f"{len(saved)} arrays saved, {len(expected)} in the state this config builds; "
+          f"saved only: {', '.join(only_saved[:4]) or '-'}; "
+          f"built only: {', '.join(only_expected[:4]) or '-'}")
+
+
 def restore_latest_valid(workdir: str, max_to_keep: int, abstract_state, data_iterator, log):
   """Restores the newest checkpoint that restores; returns (manager, state or None).
 
   Damaged checkpoints are renamed to `damaged_<step>_<time>` in the same folder.
+  With none restored, the data iterator is where it was.
+
+  Raises:
+    CheckpointMismatchError: a checkpoint is sound but of another train state.
   """
+  initial_position = data_iterator.get_state() if data_iterator is not None else None
   manager = create_manager(workdir, max_to_keep)
   for step in sorted(manager.all_steps(), reverse=True):
     try:
       return manager, restore(manager, step, abstract_state, data_iterator)
     except Exception as error:  # Orbax and TensorStore raise many kinds.
       directory = os.fspath(manager.directory)
+      mismatch = _mismatch(os.path.join(directory, str(step), "state"), abstract_state)
+      if mismatch:
+        manager.close()
+        raise CheckpointMismatchError(
+            f"checkpoint {directory}/{step} holds a train state unlike the one this config "
+            f"builds (another model, optimizer or option?): {mismatch}. Resume with the config "
+            "it was written with, or train in another --workdir") from error
       log(f"checkpoint {directory}/{step} is damaged and is skipped "
           f"({type(error).__name__}: {str(error)[:300]})")
       if jax.process_index() == 0:
@@ -71,4 +109,6 @@ def restore_latest_valid(workdir: str, max_to_keep: int, abstract_state, data_it
                   os.path.join(directory, f"damaged_{step}_{int(time.time())}"))
       manager.close()
       manager = create_manager(workdir, max_to_keep)
+  if data_iterator is not None:
+    data_iterator.set_state(initial_position)  # A damaged checkpoint may have moved it.
   return manager, None
