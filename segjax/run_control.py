@@ -5,6 +5,8 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import threading
+import time
 
 import jax
 
@@ -54,19 +56,41 @@ class WorkdirLock:
 
 
 class StopSignal:
-  """Records SIGTERM/SIGINT instead of dying, so the loop can save and exit 0."""
+  """Records SIGTERM/SIGINT instead of dying, so the loop can save and exit 0.
+
+  A second signal, a second or more after the first, acts as it would without
+  this handler (SIGINT raises KeyboardInterrupt, SIGTERM ends the process): a
+  run that cannot reach its next step can still be stopped. One within the
+  second is the same stop delivered twice (a launcher passing it on) and is
+  ignored.
+  """
+
+  REPEAT_AFTER_S = 1.0
 
   SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self.received: str | None = None
+    self._received_at = 0.0
     self._previous = {}
 
   def _handle(self, signum, frame):
-    del frame
-    self.received = signal.Signals(signum).name
+    now = time.monotonic()
+    if self.received is None:
+      self.received, self._received_at = signal.Signals(signum).name, now
+      return
+    if now - self._received_at < self.REPEAT_AFTER_S:
+      return
+    previous = self._previous.get(signum, signal.SIG_DFL)
+    signal.signal(signum, previous)
+    if callable(previous):
+      previous(signum, frame)
+    elif previous == signal.SIG_DFL:
+      os.kill(os.getpid(), signum)
 
   def __enter__(self):
+    if threading.current_thread() is not threading.main_thread():
+      return self  # Only the main thread may set handlers; signals then act as before.
     for signum in self.SIGNALS:
       self._previous[signum] = signal.signal(signum, self._handle)
     return self
