@@ -35,6 +35,7 @@ class DevicePrefetcher:
       self._start()
     item = self._queue.get()
     if isinstance(item, BaseException):
+      self._queue.put(item)  # The reader has stopped: every later call raises it too.
       raise item
     batch, self._state = item
     return batch
@@ -49,15 +50,18 @@ class DevicePrefetcher:
     try:
       while not self._stop.is_set():
         batch = next(self._iterator)
-        item = (sharding_lib.put_batch(batch, self._sharding), self._iterator.get_state())
-        while not self._stop.is_set():
-          try:
-            self._queue.put(item, timeout=0.1)
-            break
-          except queue.Full:
-            continue
+        self._put((sharding_lib.put_batch(batch, self._sharding), self._iterator.get_state()))
     except BaseException as error:  # Handed to the consumer, raised there.
-      self._queue.put(error)
+      self._put(error)
+
+  def _put(self, item) -> None:
+    """Waits for room in the queue, unless `close` is waiting for this thread."""
+    while not self._stop.is_set():
+      try:
+        self._queue.put(item, timeout=0.1)
+        return
+      except queue.Full:
+        continue
 
   def close(self):
     if self._thread is not None:
