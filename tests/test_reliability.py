@@ -1,0 +1,461 @@
+"""Runs that survive: kill -9, preemption, another device count, damaged
+checkpoints, non-finite steps, and a second run on a workdir in use.
+
+Every run is the command line (`python -m segjax.main`) in a subprocess:
+SegNet at 1/8 width on 32x32 synthetic skin, batch 8, a constant learning
+rate (so that the number of steps is not part of the compiled program). The
+runs share a persistent compilation cache, so only the first run of each
+program compiles. The last tests check the pieces in-process.
+"""
+
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from segjax import checkpointing, run_control
+from segjax import sharding as sharding_lib
+from segjax.data import prefetch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(REPO, "configs", "segnet_skin.py")
+STEPS = 20  # Enough that a signal sent a few steps in lands mid-run.
+CHECKPOINT_EVERY = 4  # With max_to_keep 3, a finished run keeps 12, 16 and 20.
+TIMEOUT = 300
+_run_ids = itertools.count()
+
+
+def flags(data_dir, **overrides) -> list[str]:
+  values = {
+      "dataset.data_dir": data_dir, "dataset.image_size": 32, "model.width_multiplier": 0.125,
+      "batch_size": 8, "eval_batch_size": 16, "num_train_steps": STEPS,
+      "lr_schedule": "constant", "learning_rate": 1e-3,
+      "checkpoint_every_steps": CHECKPOINT_EVERY, "log_every_steps": 1,
+      "eval_every_steps": 1000, "num_prediction_images": 1}
+  values.update(overrides)
+  return [f"--config.{key}={value}" for key, value in values.items()]
+
+
+class Run:
+  """One `python -m segjax.main` process; its stdout and stderr go to files."""
+
+  def __init__(self, workdir, data_dir, cache_dir, devices=1, **overrides):
+    self.workdir = workdir
+    os.makedirs(workdir, exist_ok=True)
+    # metrics.jsonl from this offset to `_metrics_end` (once it has ended) is this process's.
+    self._metrics_offset, self._metrics_end = _size(os.path.join(workdir, "metrics.jsonl")), None
+    name = f"{workdir}.{next(_run_ids)}"
+    self._stdout, self._stderr = open(name + ".stdout", "w+"), open(name + ".stderr", "w+")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO,
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+               JAX_COMPILATION_CACHE_DIR=cache_dir,
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+    self.process = subprocess.Popen(
+        [sys.executable, "-m", "segjax.main", "--config", CONFIG, "--workdir", workdir,
+         *flags(data_dir, **overrides)],
+        cwd=REPO, env=env, stdout=self._stdout, stderr=self._stderr)
+
+  @property
+  def stdout(self) -> str:
+    self._stdout.seek(0)
+    return self._stdout.read()
+
+  @property
+  def stderr(self) -> str:
+    self._stderr.seek(0)
+    return self._stderr.read()
+
+  def output(self) -> str:
+    return f"stdout:\n{self.stdout[-3000:]}\nstderr:\n{self.stderr[-3000:]}"
+
+  def wait(self, timeout=TIMEOUT) -> int:
+    try:
+      returncode = self.process.wait(timeout)
+    except subprocess.TimeoutExpired:
+      self.process.kill()
+      self.process.wait()
+      pytest.fail(f"run in {self.workdir} took over {timeout} s:\n{self.output()}")
+    self._metrics_end = _size(os.path.join(self.workdir, "metrics.jsonl"))
+    return returncode
+
+  def train_lines(self) -> list[dict]:
+    """The train lines this process wrote to metrics.jsonl (complete lines only)."""
+    try:
+      with open(os.path.join(self.workdir, "metrics.jsonl"), "rb") as f:
+        f.seek(self._metrics_offset)
+        text = f.read(-1 if self._metrics_end is None else
+                      self._metrics_end - self._metrics_offset).decode()
+    except FileNotFoundError:
+      return []
+    events = [json.loads(line) for line in text.split("\n")[:-1]]
+    return [e for e in events if e["split"] == "train"]
+
+  def logged_steps(self) -> list[int]:
+    return [e["step"] for e in self.train_lines()]
+
+  def wait_until(self, condition, what: str, timeout=TIMEOUT):
+    deadline = time.time() + timeout
+    while not condition():
+      if self.process.poll() is not None:
+        pytest.fail(f"run ended (exit {self.process.returncode}) before {what}:\n{self.output()}")
+      if time.time() > deadline:
+        self.process.kill()
+        pytest.fail(f"no {what} within {timeout} s:\n{self.output()}")
+      time.sleep(0.005)
+
+
+def _size(path: str) -> int:
+  return os.path.getsize(path) if os.path.exists(path) else 0
+
+
+def checkpoint_steps(workdir) -> list[int]:
+  directory = os.path.join(workdir, "checkpoints")
+  names = os.listdir(directory) if os.path.isdir(directory) else []
+  return sorted(int(name) for name in names if name.isdigit())
+
+
+def load_state(workdir, step) -> dict:
+  return ocp.StandardCheckpointer().restore(
+      os.path.join(workdir, "checkpoints", str(step), "state"))
+
+
+def flat(tree) -> dict:
+  return {jax.tree_util.keystr(path): np.asarray(leaf)
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def assert_bitwise_equal(actual, expected):
+  actual, expected = flat(actual), flat(expected)
+  assert actual.keys() == expected.keys()
+  differing = [key for key in expected if not np.array_equal(actual[key], expected[key])]
+  assert not differing, f"{len(differing)} of {len(expected)} arrays differ, e.g. {differing[:5]}"
+
+
+def all_finite(tree) -> bool:
+  return all(np.all(np.isfinite(x)) for x in flat(tree).values())
+
+
+def resumed_step(stdout: str) -> int | None:
+  match = re.search(r"resumed from .* at step (\d+)", stdout)
+  return int(match.group(1)) if match else None
+
+
+def truncate_array_data(state_directory: str) -> None:
+  """Cuts every OCDBT data file in half, as a full disk or a copy cut short leaves them."""
+  for folder, _, names in os.walk(state_directory):
+    if os.path.basename(folder) == "d":
+      for name in names:
+        with open(os.path.join(folder, name), "r+b") as f:
+          f.truncate(os.path.getsize(f.name) // 2)
+
+
+def remove_checkpoints_after(workdir, step):
+  for later in checkpoint_steps(workdir):
+    if later > step:
+      shutil.rmtree(os.path.join(workdir, "checkpoints", str(later)))
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory, tfds_dir):
+  """Starts a run in a workdir: a name under this module's folder, or a path."""
+  from conftest import small_config
+  from segjax import data
+  data.load(small_config(tfds_dir).dataset)  # Prepared here, so that no two runs prepare it.
+  cache_dir = str(tmp_path_factory.mktemp("compilation_cache"))
+  root = tmp_path_factory.mktemp("runs")
+
+  def start(name, devices=1, **overrides) -> Run:
+    return Run(os.path.join(root, name), tfds_dir, cache_dir, devices, **overrides)
+
+  return start
+
+
+@pytest.fixture(scope="module")
+def reference(cli):
+  """An uninterrupted run, and a second run started on its workdir while it trains."""
+  run = cli("reference")
+  lock = os.path.join(run.workdir, ".lock.process_0")
+  run.wait_until(lambda: os.path.exists(lock) and open(lock).read() == str(run.process.pid),
+                 "the workdir lock")
+  intruder = cli("reference")
+  intruder.wait()
+  overlapped = run.process.poll() is None
+  assert run.wait() == 0, run.output()
+  return run, intruder, overlapped
+
+
+@pytest.fixture(scope="module")
+def killed(cli):
+  """A run killed with SIGKILL a step or more past its first checkpoint, then started again."""
+  first = cli("killed")
+  first.wait_until(lambda: checkpoint_steps(first.workdir) and
+                   max(first.logged_steps(), default=0) > checkpoint_steps(first.workdir)[0],
+                   "a step past a checkpoint")
+  first.process.send_signal(signal.SIGKILL)
+  assert first.wait() == -signal.SIGKILL
+  second = cli("killed")
+  assert second.wait() == 0, second.output()
+  return max(first.logged_steps()), second
+
+
+def test_killed_run_resumes_bitwise(reference, killed):
+  """The same final parameters, optimizer state and statistics, bit for bit."""
+  killed_at, resumed = killed
+  start = resumed_step(resumed.stdout)
+  assert start is not None and CHECKPOINT_EVERY <= start <= killed_at < STEPS, resumed.output()
+  assert resumed.logged_steps() == list(range(start + 1, STEPS + 1))
+  final = load_state(resumed.workdir, STEPS)
+  expected = load_state(reference[0].workdir, STEPS)
+  assert int(final["step"]) == STEPS
+  for key in ("params", "opt_state", "batch_stats"):
+    assert_bitwise_equal(final[key], expected[key])
+  assert_bitwise_equal(final, expected)
+
+
+@pytest.fixture(scope="module")
+def preempted(cli):
+  """SIGTERM three steps into a run; the same command; SIGINT three steps into that; again."""
+  results = {}
+  run = cli("preempted")
+  for signum in (signal.SIGTERM, signal.SIGINT):
+    run.wait_until(lambda: len(run.logged_steps()) >= 3, "three steps")
+    sent = time.time()
+    run.process.send_signal(signum)
+    returncode = run.wait()
+    elapsed = time.time() - sent
+    saved = checkpoint_steps(run.workdir)
+    stopped, run = run, cli("preempted")
+    results[signum.name] = stopped, returncode, elapsed, saved, run
+  assert run.wait() == 0, run.output()
+  return results
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_preemption_saves_and_exits_zero(preempted, signame):
+  stopped, returncode, elapsed, saved, resumed = preempted[signame]
+  assert returncode == 0, stopped.output()
+  assert elapsed < 10, f"{elapsed:.1f} s from {signame} to exit"
+  match = re.search(rf"{signame}: saved a checkpoint at step (\d+)", stopped.stdout)
+  assert match, stopped.output()
+  step = int(match.group(1))
+  # At the step it stopped on: the last it trained and logged, and the newest checkpoint.
+  assert step == stopped.logged_steps()[-1] < STEPS
+  assert step == saved[-1]
+  assert resumed_step(resumed.stdout) == step, resumed.output()
+  assert resumed.logged_steps()[0] == step + 1
+
+
+@pytest.fixture(scope="module")
+def moved(cli, reference, tmp_path_factory):
+  """The reference run continued on 8 devices from its step-12 checkpoint; then
+  continued on 1 device from the step-16 checkpoint written on 8."""
+  workdir = str(tmp_path_factory.mktemp("moved") / "run")
+  shutil.copytree(reference[0].workdir, workdir)
+  remove_checkpoints_after(workdir, 12)
+  on_eight = cli(workdir, devices=8)
+  assert on_eight.wait() == 0, on_eight.output()
+  remove_checkpoints_after(workdir, 16)
+  on_one = cli(workdir, devices=1)
+  assert on_one.wait() == 0, on_one.output()
+  return on_eight, on_one
+
+
+def test_checkpoint_restores_on_another_device_count(moved, reference):
+  on_eight, on_one = moved
+  for run, devices, start in ((on_eight, 8, 12), (on_one, 1, 16)):
+    assert f"{devices} device(s)" in run.stdout, run.output()
+    assert resumed_step(run.stdout) == start, run.output()
+    assert run.logged_steps() == list(range(start + 1, STEPS + 1))
+  losses = [{e["step"]: e["loss"] for e in run.train_lines()}
+            for run in (reference[0], on_eight, on_one)]
+  # The first step after a restore is the saved parameters on the batch after
+  # the saved data position: only the order of additions across devices differs.
+  np.testing.assert_allclose(losses[1][13], losses[0][13], rtol=1e-5)
+  np.testing.assert_allclose(losses[2][17], losses[1][17], rtol=1e-5)
+  final = load_state(on_one.workdir, STEPS)
+  assert int(final["step"]) == STEPS and all_finite(final)
+
+
+def test_damaged_checkpoint_is_moved_aside(cli, reference, tmp_path):
+  workdir = str(tmp_path / "damaged")
+  shutil.copytree(reference[0].workdir, workdir)
+  *_, previous, latest = checkpoint_steps(workdir)
+  truncate_array_data(os.path.join(workdir, "checkpoints", str(latest), "state"))
+  # A save killed midway leaves its temporary folder.
+  leftover = os.path.join(workdir, "checkpoints", f"{previous + 1}.orbax-checkpoint-tmp")
+  shutil.copytree(os.path.join(workdir, "checkpoints", str(previous)), leftover)
+  os.remove(os.path.join(leftover, "commit_success.txt"))
+
+  run = cli(workdir)
+  assert run.wait() == 0, run.output()
+  assert f"{workdir}/checkpoints/{latest} is damaged" in run.stdout, run.output()
+  assert f"checkpoints/{previous + 1}" not in run.stdout
+  assert resumed_step(run.stdout) == previous, run.output()
+  aside = [name for name in os.listdir(os.path.join(workdir, "checkpoints"))
+           if name.startswith(f"damaged_{latest}_")]
+  assert len(aside) == 1
+  # The steps after the previous checkpoint again, on the same batches.
+  assert run.logged_steps() == list(range(previous + 1, STEPS + 1))
+  assert_bitwise_equal(load_state(workdir, STEPS), load_state(reference[0].workdir, STEPS))
+
+
+@pytest.fixture(scope="module")
+def diverged(cli):
+  """Adam at a learning rate of 1e30: the second step's loss is not finite."""
+  overrides = dict(learning_rate=1e30, num_train_steps=6, checkpoint_every_steps=1)
+  stopped = cli("nonfinite_stop", **overrides)
+  stopped.wait()
+  skipped = cli("nonfinite_skip", skip_nonfinite=True, **overrides)
+  skipped.wait()
+  return stopped, skipped
+
+
+def test_nonfinite_step_stops_the_run(diverged):
+  stopped, _ = diverged
+  assert stopped.process.returncode != 0
+  assert re.search(r"FloatingPointError: non-finite loss or gradient at step 2\b",
+                   stopped.stderr), stopped.output()
+  # The checkpoint saved just before is complete, and finite.
+  assert checkpoint_steps(stopped.workdir) == [1]
+  state = load_state(stopped.workdir, 1)
+  assert int(state["step"]) == 1 and all_finite(state)
+
+
+def test_nonfinite_steps_skipped_when_asked(diverged):
+  _, skipped = diverged
+  assert skipped.process.returncode == 0, skipped.output()
+  lines = skipped.train_lines()
+  assert [e["step"] for e in lines] == list(range(1, 7))
+  assert [e["nonfinite_steps"] for e in lines] == [0, 1, 1, 1, 1, 1]
+  state = load_state(skipped.workdir, 6)
+  assert int(state["step"]) == 6 and all_finite(state)
+
+
+def test_second_run_on_a_workdir_in_use_refuses(reference):
+  run, intruder, overlapped = reference
+  assert overlapped, "the first run ended before the second one tried its workdir"
+  assert intruder.process.returncode != 0
+  assert re.search(rf"WorkdirInUseError: {re.escape(run.workdir)} is in use by another "
+                   rf"training run \(pid {run.process.pid}\)", intruder.stderr), intruder.output()
+  # The first run trained, logged and saved every step as if alone.
+  assert run.logged_steps() == list(range(1, STEPS + 1))
+  assert checkpoint_steps(run.workdir) == [12, 16, 20]
+
+
+# The pieces, in-process.
+
+
+class Position:
+  """An iterator's checkpoint interface (as grain's handler calls it), and its position."""
+
+  def __init__(self, position=0):
+    self.position = position
+
+  def get_state(self) -> bytes:
+    return json.dumps({"position": self.position}).encode()
+
+  def set_state(self, state: bytes) -> None:
+    self.position = json.loads(state)["position"]
+
+  def start_prefetch(self) -> None:
+    pass
+
+
+def save_one(workdir, step, state, position):
+  manager = checkpointing.create_manager(workdir, 3)
+  checkpointing.save(manager, step, state, Position(position))
+  manager.close()
+
+
+def test_without_a_restorable_checkpoint_the_data_position_stays(tmp_path):
+  state = {"w": jnp.arange(4096.0)}
+  save_one(tmp_path, 5, state, position=5)
+  truncate_array_data(str(tmp_path / "checkpoints" / "5" / "state"))
+  iterator, messages = Position(0), []
+  manager, restored = checkpointing.restore_latest_valid(
+      str(tmp_path), 3, state, iterator, messages.append)
+  manager.close()
+  assert restored is None
+  assert iterator.position == 0
+  assert len(messages) == 1 and f"{tmp_path}/checkpoints/5 is damaged" in messages[0]
+
+
+def test_checkpoint_of_another_train_state_is_an_error_and_stays(tmp_path):
+  save_one(tmp_path, 5, {"w": jnp.zeros(4096)}, position=5)
+  with pytest.raises(checkpointing.CheckpointMismatchError,
+                     match=r"checkpoints/5 holds a train state unlike.*float32\[4096\]"):
+    checkpointing.restore_latest_valid(str(tmp_path), 3, {"w": jnp.zeros(100)}, Position(0),
+                                       print)
+  assert checkpoint_steps(tmp_path) == [5]
+
+
+def test_second_stop_signal_acts_at_once(monkeypatch):
+  """A repeat within REPEAT_AFTER_S is the same stop; a later one is passed on."""
+  monkeypatch.setattr(run_control.StopSignal, "REPEAT_AFTER_S", 0.2)
+  passed_on = []
+  original = signal.signal(signal.SIGINT, lambda signum, frame: passed_on.append(signum))
+  try:
+    with run_control.StopSignal() as stop:
+      os.kill(os.getpid(), signal.SIGINT)
+      os.kill(os.getpid(), signal.SIGINT)
+      time.sleep(0.3)
+      assert stop.received == "SIGINT" and passed_on == []
+      os.kill(os.getpid(), signal.SIGINT)
+      time.sleep(0.01)
+      assert passed_on == [signal.SIGINT]
+  finally:
+    signal.signal(signal.SIGINT, original)
+
+
+def in_thread(function, timeout=10):
+  """function()'s result or exception, or a failure if it is still running after `timeout` s."""
+  result = {}
+
+  def call():
+    try:
+      result["value"] = function()
+    except BaseException as error:  # pylint: disable=broad-except
+      result["error"] = error
+
+  thread = threading.Thread(target=call, daemon=True)
+  thread.start()
+  thread.join(timeout)
+  assert not thread.is_alive(), f"{function} still running after {timeout} s"
+  return result
+
+
+def test_prefetcher_reader_error_is_raised_on_every_call_and_close_returns():
+  class TwoBatches(Position):
+    def __next__(self):
+      if self.position == 2:
+        raise ValueError("unreadable record")
+      self.position += 1
+      return {"image": np.full((1, 2, 2, 3), self.position, np.uint8)}
+
+  sharding = sharding_lib.batch_sharding(sharding_lib.create_mesh())
+  prefetcher = prefetch.DevicePrefetcher(TwoBatches(), sharding, size=1)
+  assert int(next(prefetcher)["image"][0, 0, 0, 0]) == 1
+  time.sleep(0.3)  # The second batch fills the queue; the error waits for room.
+  assert prefetcher.get_state() == Position(1).get_state()
+  assert int(in_thread(lambda: next(prefetcher))["value"]["image"][0, 0, 0, 0]) == 2
+  for _ in range(2):
+    assert isinstance(in_thread(lambda: next(prefetcher))["error"], ValueError)
+  in_thread(prefetcher.close)
+
+  prefetcher = prefetch.DevicePrefetcher(TwoBatches(), sharding, size=1)
+  next(prefetcher)
+  time.sleep(0.3)
+  in_thread(prefetcher.close)  # The reader waits with its error for room in a full queue.
