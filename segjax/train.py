@@ -146,6 +146,8 @@ def train_step(state: TrainState, batch: dict, *, objective: losses.Objective, i
   if ema_decay > 0:
     updated = updated.replace(ema_params=jax.tree.map(
         lambda e, p: ema_decay * e + (1 - ema_decay) * p, state.ema_params, updated.params))
+  # Finite gradients can still overflow the parameters (or the optimizer state).
+  finite &= jnp.all(jnp.array([jnp.isfinite(x).all() for x in jax.tree.leaves(updated.params)]))
   skipped = state.replace(step=state.step + 1)
   new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, skipped)
   return new_state, {
@@ -266,7 +268,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains, evaluating and checkpointing as configured; resumes from `workdir`.
 
   Returns:
-    The final evaluation metrics.
+    The final evaluation metrics (the last ones, or {} when a stop signal came
+    before any evaluation).
   """
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
@@ -308,7 +311,7 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
   schedule = optim.learning_rate_schedule(config)
   progress = writers.Progress(start_step, config.num_train_steps)
 
-  pending, eval_metrics = [], None
+  pending, eval_metrics, stopping = [], None, None
   last_log_step, last_log_time = start_step, time.time()
   for step in range(start_step + 1, config.num_train_steps + 1):
     state, step_metrics = trainer.train_step(state, next(train_iter))
@@ -343,16 +346,17 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
       writers.log(f"{stopping}: saved a checkpoint at step {step} in {workdir}/checkpoints; "
                   "run the same command to resume")
       break
-  if eval_metrics is None:  # Nothing trained (finished before, or stopped): report as it is.
+  if eval_metrics is None and not stopping:  # Finished before: report the checkpoint as it is.
     eval_metrics, _ = trainer.evaluate(state, eval_batches)
   manager.wait_until_finished()
   manager.close()
   train_iter.close()
   writer.close()
-  writers.log("final eval: " + _format(eval_metrics))
+  if eval_metrics:
+    writers.log("final eval: " + _format(eval_metrics))
   writers.log(f"outputs in {workdir}: checkpoints/, metrics.jsonl, tensorboard/, "
               f"predictions/, config.json, {outputs.LABELS_FILE}")
-  return eval_metrics
+  return eval_metrics or {}
 
 
 def _format(metrics: dict) -> str:
