@@ -15,7 +15,7 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None
 KEYS = ("images_per_sec", "compile_s", "gflops_per_sec", "matmul_peak_gflops", "step_time_s",
         "flops_per_step", "peak_memory_bytes", "cpu_s_per_step")
 TORCH_KEYS = ("torch_images_per_sec", "ratio", "torch_step_time_s", "torch_flops_per_step",
-              "torch_gflops_per_sec", "cpu_ratio")
+              "torch_gflops_per_sec", "cpu_ratio", "ratio_min")
 
 
 @pytest.fixture(scope="module")
