@@ -116,7 +116,7 @@ def train_step(state: TrainState, batch: dict, *, objective: losses.Objective, i
     (loss, (logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     # Statistics keep their stored dtype whatever the compute dtype.
     batch_stats = jax.tree.map(lambda new, old: new.astype(old.dtype), new_stats, batch_stats)
-    correct = jnp.sum((losses.predicted_classes(logits) == labels) & valid)
+    correct = jnp.sum((losses.predicted_classes(logits) == labels) & valid, dtype=jnp.int32)
     return grads, loss, correct, batch_stats
 
   if grad_accum_steps == 1:

@@ -104,7 +104,8 @@ def test_unknown_target_names_the_key(tmp_path, mock_tfds):
 
 
 def test_synthetic_shapes(tmp_path, monkeypatch):
-  monkeypatch.setattr(synthetic_shapes, "SPLITS", {"train": (0, 12), "validation": (1, 4)})
+  monkeypatch.setattr(synthetic_shapes.SyntheticShapes, "SPLITS",
+                      {"train": (0, 12), "validation": (1, 4)})
   data = datasets.load(dataset_config(tmp_path, "synthetic_shapes"))
   assert (len(data.train), len(data.eval)) == (12, 4)
   check_records(data, 4, size=(64, 64))
