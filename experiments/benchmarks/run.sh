@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The train-step measurements of experiments/benchmarks.md, one log each.
+# Run from the repository root: bash experiments/benchmarks/run.sh [python] [log suffix]
+set -euo pipefail
+python=${1:-python}
+suffix=${2:-}
+out=experiments/benchmarks
+run() {
+  local name=$1; shift
+  {
+    echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "# $python -m segjax.benchmark $*"
+    "$python" -m segjax.benchmark "$@" 2>&1
+  } | tee "$out/$name$suffix.log"
+}
+run segnet_b8_128 --config configs/segnet_skin.py --config.dataset.image_size=128 \
+    --config.batch_size=8 --steps 15 --warmup 3 --compare torch
+run segnet_b4_256 --config configs/segnet_skin.py --config.dataset.image_size=256 \
+    --config.batch_size=4 --steps 10 --warmup 2 --compare torch
+run unet_b4_128 --config configs/unet.py --num_classes 4 --config.dataset.image_size=128 \
+    --config.batch_size=4 --steps 10 --warmup 2 --compare torch

@@ -1,0 +1,133 @@
+"""A/B of the whole SegNet train step with the transposed convolution's
+formulation swapped, alternating step by step in one process.
+
+  python experiments/benchmarks/step_variants.py [--batch 8] [--size 128] [--steps 10] [--torch]
+
+Every variant is built as `segjax.benchmark` builds the step (train.create_model,
+train.Trainer, the same synthetic batch); only `segjax.models.layers.conv_transpose`
+is replaced while the step is traced. Variants (see conv_transpose_ops.py):
+packed (the current code), per_phase, matmul.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+sys.path.insert(0, HERE)
+
+import jax  # noqa: E402
+
+import conv_transpose_ops  # noqa: E402
+from segjax import benchmark, config as config_lib, sharding as sharding_lib, train  # noqa: E402
+from segjax.data import pipeline  # noqa: E402
+from segjax.models import layers  # noqa: E402
+
+ORIGINAL = layers.conv_transpose
+
+
+def _is_3x3_s2_same(kernel, strides, padding, transpose_kernel):
+  return (kernel.shape[:2] == (3, 3) and tuple(strides) == (2, 2) and padding == "SAME"
+          and not transpose_kernel)
+
+
+def per_phase(x, kernel, strides, padding="SAME", transpose_kernel=False, precision=None):
+  if not _is_3x3_s2_same(kernel, strides, padding, transpose_kernel):
+    return ORIGINAL(x, kernel, strides, padding, transpose_kernel, precision)
+  return conv_transpose_ops.per_phase(x, kernel)
+
+
+def matmul(x, kernel, strides, padding="SAME", transpose_kernel=False, precision=None):
+  if not _is_3x3_s2_same(kernel, strides, padding, transpose_kernel):
+    return ORIGINAL(x, kernel, strides, padding, transpose_kernel, precision)
+  return conv_transpose_ops.matmul_col2im(x, kernel)
+
+
+VARIANTS = {"packed": ORIGINAL, "per_phase": per_phase, "matmul": matmul}
+
+
+@contextlib.contextmanager
+def patched(fn):
+  layers.conv_transpose = fn
+  try:
+    yield
+  finally:
+    layers.conv_transpose = ORIGINAL
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--batch", type=int, default=8)
+  parser.add_argument("--size", type=int, default=128)
+  parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--warmup", type=int, default=2)
+  parser.add_argument("--variants", default=",".join(VARIANTS))
+  parser.add_argument("--torch", action="store_true",
+                      help="also alternate PyTorch's eager step (benchmarks/torch_models.py)")
+  args = parser.parse_args()
+  config = config_lib.base_config()
+  config.model.name = "segnet"
+  config.dataset.image_size = args.size
+  config.batch_size = args.batch
+  names = args.variants.split(",")
+  print(f"segnet batch {args.batch}, {args.size}x{args.size}; jax {jax.__version__}; "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; "
+        f"load average {os.getloadavg()}", flush=True)
+  host = benchmark.synthetic_batch(args.batch, args.size, args.size, 3, 2)
+  steps = {}
+  for name in names:
+    with patched(VARIANTS[name]):
+      trainer = train.Trainer(config, train.create_model(config, 2), 2, (args.size, args.size, 3),
+                              255)
+      batch = sharding_lib.put_batch(host, trainer.batch_sharding)
+      start = time.perf_counter()
+      compiled = trainer.train_step.lower(trainer.state, batch).compile()
+      print(f"{name}: compiled in {time.perf_counter() - start:.1f} s, "
+            f"{benchmark.cost_flops(compiled) / 1e9:.1f} GFLOP per step (XLA)", flush=True)
+    steps[name] = [compiled, trainer.state, batch]
+  torch_trainer = None
+  if args.torch:
+    from benchmarks import torch_models
+    torch_trainer = torch_models.TorchTrainer(config, 2, 3, host)
+  times = {name: [] for name in names + ["torch"] * args.torch}
+  cpu = {name: [] for name in times}
+  losses = {name: [] for name in names}
+  for index in range(args.warmup + args.steps):
+    for name in names:
+      compiled, state, batch = steps[name]
+      t, c = time.perf_counter(), time.process_time()
+      state, metrics = compiled(state, batch)
+      jax.block_until_ready((state, metrics))
+      if index >= args.warmup:
+        times[name].append(time.perf_counter() - t)
+        cpu[name].append(time.process_time() - c)
+      losses[name].append(float(metrics["loss"]))
+      steps[name][1] = state
+    if torch_trainer is not None:
+      c = time.process_time()
+      seconds, loss = torch_trainer.step()
+      if index >= args.warmup:
+        times["torch"].append(seconds)
+        cpu["torch"].append(time.process_time() - c)
+  base = statistics.median(times[names[0]])
+  for name in names:
+    med = statistics.median(times[name])
+    print(f"{name:10s} median {med:.3f} s (min {min(times[name]):.3f}), "
+          f"{statistics.median(cpu[name]):.2f} CPU-s, speed-up vs {names[0]} {base / med:.2f}x; "
+          f"losses {[round(v, 4) for v in losses[name][:4]]}", flush=True)
+  if torch_trainer is not None:
+    med = statistics.median(times["torch"])
+    print(f"{'torch':10s} median {med:.3f} s (min {min(times['torch']):.3f}), "
+          f"{statistics.median(cpu['torch']):.2f} CPU-s; segjax/torch images/s ratio: " + ", ".join(
+              f"{name} {med / statistics.median(times[name]):.2f}" for name in names))
+  print(f"load average {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+  main()
