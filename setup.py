@@ -30,7 +30,7 @@ setup(
         "tensorflow-datasets>=4.9.10",
     ],
     extras_require={
-        "test": ["pytest>=9.2.0", "hypothesis>=6.170.15"],
+        "test": ["pytest>=9.2.0", "hypothesis>=6.170.15", "portpicker>=1.6.0"],
         "torch": ["torch>=2.13.0"],  # Only for `segjax.benchmark --compare torch`.
     },
 )
