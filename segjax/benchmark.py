@@ -20,8 +20,8 @@ donated state); the batch is a fixed synthetic uint8 batch of the config's
   matmul_peak_gflops this machine's float32 matmul rate, best of several
                      `--matmul_size` square matmuls, before and after the steps.
   peak_memory_bytes  device `memory_stats()["peak_bytes_in_use"]` where the
-                     backend has it, else the process's peak resident set
-                     (taken before PyTorch is imported).
+                     backend has it, else the process's peak resident set,
+                     read after the warm-up steps (before PyTorch is imported).
 
 `--compare torch` also builds the same architecture in PyTorch
 (`benchmarks/torch_models.py`, from the repository root; `pip install
@@ -29,10 +29,9 @@ segjax[torch]`) and times its eager train step (float32, Adam, cross-entropy,
 BatchNorm in train mode) on the same batch, alternating one segjax step and
 one PyTorch step so that both see the same machine load; `ratio` is
 segjax images/s over PyTorch images/s (`cpu_ratio`: the same in CPU time;
-`ratio_min`: of the fastest step of each).
-`torch_flops_per_step` is PyTorch's
-count of the model's FLOPs (its FLOP counter, forward + backward), the
-useful work of the architecture.
+`ratio_min`: of the fastest step of each). `torch_flops_per_step` is
+PyTorch's count of the model's FLOPs (its FLOP counter, forward + backward),
+the useful work of the architecture.
 
 Human-readable lines go first; the last stdout line is one JSON object.
 """
@@ -167,14 +166,19 @@ def run(config, steps: int = 20, warmup: int = 3, compare: str = "",
     jax.block_until_ready((state, metrics))
     return time.perf_counter() - begin, time.process_time() - cpu, metrics
 
+  def read_peak_memory(source_note=""):
+    device_peak = device_peak_bytes()
+    if device_peak is not None:
+      result["peak_memory_bytes"] = device_peak
+      result["peak_memory_source"] = "device memory_stats"
+    else:
+      result["peak_memory_bytes"] = peak_rss_bytes()
+      result["peak_memory_source"] = "process peak RSS" + source_note
+
   for _ in range(warmup):
     jax_step()
-  device_peak = device_peak_bytes()
-  if device_peak is not None:
-    result["peak_memory_bytes"], result["peak_memory_source"] = device_peak, "device memory_stats"
-  else:
-    result["peak_memory_bytes"] = peak_rss_bytes()
-    result["peak_memory_source"] = "process peak RSS"
+  if warmup:  # Else after the timed steps: the peak needs a step run.
+    read_peak_memory()
 
   torch_step = None
   if compare == "torch":
@@ -202,6 +206,8 @@ def run(config, steps: int = 20, warmup: int = 3, compare: str = "",
       line += f"; torch {seconds:.3f} s, {torch_cpu[-1]:.2f} CPU-s (loss {loss:.4f})"
     log(line)
 
+  if not warmup:
+    read_peak_memory(" (segjax and torch)" if torch_times else "")
   matmul_peak = max(matmul_peak, matmul_peak_gflops(matmul_size, matmul_repeats))
   step_time = statistics.median(jax_times)
   result.update({
