@@ -3,13 +3,11 @@
 The transposed convolution here replaces `flax.linen.ConvTranspose`: on XLA:CPU
 the gradient of `lax.conv_transpose` (an input-dilated convolution) is many
 times slower than that of an ordinary convolution. A strided transposed
-convolution is exactly `stride_h * stride_w` interleaved output phases, each a
-sum over the kernel taps that reach it. We compute every tap's contribution
-with one matrix product and add them into their phases (overlap-add), so
-forward and backward are matrix products, slices and adds. Measured against
-packing the phases into one convolution (which spends 16 taps on a 3x3
-kernel): SegNet's four stride-2 layers forward + backward took 322 ms
-instead of 718 ms (experiments/benchmarks.md).
+convolution is exactly a set of `stride_h * stride_w` ordinary convolutions,
+one per output phase, whose outputs interleave ("sub-pixel" decomposition).
+We pack the phases into the output channels of one stride-1 convolution and
+interleave them with a reshape (depth-to-space), so forward and backward are
+plain convolutions.
 """
 
 from __future__ import annotations
@@ -76,12 +74,6 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
                    precision=None) -> jax.Array:
   """Same result as `lax.conv_transpose(x, kernel, strides, padding, ...)` (NHWC, HWIO).
 
-  One matrix product gives every kernel tap's contribution of every input
-  pixel, `z[n, h, w, i, j] = x[n, h, w] @ kernel[i, j]`; each output phase
-  then adds up shifted slices of `z` (overlap-add), and the phases interleave.
-  Forward and backward are matrix products and slices: no input-dilated
-  convolution, and no zero taps.
-
   Args:
     x: (N, H, W, C_in).
     kernel: (KH, KW, C_in, C_out), or (KH, KW, C_out, C_in) with
@@ -97,29 +89,21 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
     kernel = jnp.swapaxes(jnp.flip(kernel, (0, 1)), 2, 3)
   kh, kw, cin, cout = kernel.shape
   sh, sw = strides
-  n, height, width, _ = x.shape
   pads = [padding] * 2 if isinstance(padding, str) else list(padding)
-  taps_h, pad_h, out_h = _phase_plan(height, kh, sh, *_transpose_padding(kh, sh, pads[0]))
-  taps_w, pad_w, out_w = _phase_plan(width, kw, sw, *_transpose_padding(kw, sw, pads[1]))
-  z = jnp.matmul(x.reshape(-1, cin), kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout),
-                 precision=precision).reshape(n, height, width, kh, kw, cout)
-  # Pad (or crop, for negative amounts) so that phase row m reads rows m..m+window-1.
-  z = jax.lax.pad(z, jnp.zeros((), z.dtype),
-                  [(0, 0, 0), (*pad_h, 0), (*pad_w, 0), (0, 0, 0), (0, 0, 0), (0, 0, 0)])
-  rows = z.shape[1] - taps_h.shape[0] + 1
-  cols = z.shape[2] - taps_w.shape[0] + 1
-  phase_rows = []
-  for a_h in range(sh):
-    phases = []
-    for a_w in range(sw):
-      total = jnp.zeros((n, rows, cols, cout), z.dtype)
-      for j_h, t_h in enumerate(taps_h[:, a_h]):
-        for j_w, t_w in enumerate(taps_w[:, a_w]):
-          if t_h < kh and t_w < kw:
-            total = total + z[:, j_h:j_h + rows, j_w:j_w + cols, t_h, t_w]
-      phases.append(total)
-    phase_rows.append(jnp.stack(phases, axis=3))  # (N, rows, cols, SW, C_out)
-  y = jnp.stack(phase_rows, axis=2).reshape(n, rows * sh, cols * sw, cout)
+  taps_h, pad_h, out_h = _phase_plan(x.shape[1], kh, sh, *_transpose_padding(kh, sh, pads[0]))
+  taps_w, pad_w, out_w = _phase_plan(x.shape[2], kw, sw, *_transpose_padding(kw, sw, pads[1]))
+  # A zero tap at index kh (kw) for phases that skip a window position.
+  padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
+  # (WH, SH, WW, SW, C_in, C_out) -> (WH, WW, C_in, SH, SW, C_out).
+  phase_kernel = padded[taps_h[:, :, None, None], taps_w[None, None, :, :]]
+  phase_kernel = phase_kernel.transpose(0, 2, 4, 1, 3, 5).reshape(
+      taps_h.shape[0], taps_w.shape[0], cin, sh * sw * cout)
+  y = jax.lax.conv_general_dilated(
+      x, phase_kernel, window_strides=(1, 1), padding=(pad_h, pad_w),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
+  n, rows, cols, _ = y.shape
+  y = y.reshape(n, rows, cols, sh, sw, cout).transpose(0, 1, 3, 2, 4, 5)
+  y = y.reshape(n, rows * sh, cols * sw, cout)
   return y[:, :out_h, :out_w, :]
 
 
