@@ -125,3 +125,26 @@ def test_pretrained_weights_replace_the_encoder(monkeypatch):
     np.testing.assert_array_equal(leaf, 1.0)
   head = jax.tree.leaves({k: v for k, v in state.params.items() if k != "encoder"})
   assert head and not all(np.all(np.asarray(x) == 1.0) for x in head)
+
+
+def test_bfloat16_compute_keeps_float32_state_and_ema_follows_parameters():
+  config = tiny_config()
+  config.dtype = "bfloat16"
+  config.ema_decay = 0.75
+  _, trainer = trainer_for(config)
+  initial = jax.device_get(trainer.state.params)
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8),
+           "mask": rng.integers(0, 2, (2, 32, 32), dtype=np.uint8)}
+  state, metrics = trainer.train_step(trainer.state,
+                                      sharding.put_batch(batch, trainer.batch_sharding))
+  assert np.isfinite(float(metrics["loss"]))
+  params, ema = jax.device_get((state.params, state.ema_params))
+  for leaf in jax.tree.leaves((params, ema, jax.device_get(state.opt_state),
+                               jax.device_get(state.batch_stats))):
+    if hasattr(leaf, "dtype") and np.issubdtype(leaf.dtype, np.floating):
+      assert leaf.dtype == np.float32
+  for p0, p1, e in zip(jax.tree.leaves(initial), jax.tree.leaves(params), jax.tree.leaves(ema)):
+    np.testing.assert_allclose(e, 0.75 * p0 + 0.25 * p1, rtol=1e-6, atol=1e-7)
+  assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(initial),
+                                                      jax.tree.leaves(params)))
