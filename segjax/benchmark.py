@@ -52,6 +52,17 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 
 
+
+def _timings(prefix: str, times: list, cpu_times: list, flops_per_step: float,
+             batch_size: int) -> dict:
+  """Median, fastest and slowest step, CPU time, images/s and GFLOP/s of one side."""
+  step_time = statistics.median(times)
+  return {f"{prefix}step_time_s": step_time, f"{prefix}step_time_min_s": min(times),
+          f"{prefix}step_time_max_s": max(times),
+          f"{prefix}cpu_s_per_step": statistics.median(cpu_times),
+          f"{prefix}images_per_sec": batch_size / step_time,
+          f"{prefix}gflops_per_sec": flops_per_step / step_time / 1e9}
+
 def matmul_peak_gflops(size: int, repeats: int) -> float:
   """Best float32 GFLOP/s of a `size` x `size` matmul on the default device."""
   import jax
@@ -210,25 +221,14 @@ def run(config, steps: int = 20, warmup: int = 3, compare: str = "",
     read_peak_memory(" (segjax and torch)" if torch_times else "")
   matmul_peak = max(matmul_peak, matmul_peak_gflops(matmul_size, matmul_repeats))
   step_time = statistics.median(jax_times)
-  result.update({
-      "step_time_s": step_time,
-      "step_time_min_s": min(jax_times),
-      "step_time_max_s": max(jax_times),
-      "cpu_s_per_step": statistics.median(jax_cpu),
-      "images_per_sec": config.batch_size / step_time,
-      "gflops_per_sec": result["flops_per_step"] / step_time / 1e9,
-      "matmul_peak_gflops": matmul_peak,
-  })
+  result.update(_timings("", jax_times, jax_cpu, result["flops_per_step"], config.batch_size))
+  result["matmul_peak_gflops"] = matmul_peak
   result["fraction_of_matmul_peak"] = result["gflops_per_sec"] / matmul_peak
   if torch_times:
     torch_time = statistics.median(torch_times)
+    result.update(_timings("torch_", torch_times, torch_cpu, result["torch_flops_per_step"],
+                           config.batch_size))
     result.update({
-        "torch_step_time_s": torch_time,
-        "torch_step_time_min_s": min(torch_times),
-        "torch_step_time_max_s": max(torch_times),
-        "torch_cpu_s_per_step": statistics.median(torch_cpu),
-        "torch_images_per_sec": config.batch_size / torch_time,
-        "torch_gflops_per_sec": result["torch_flops_per_step"] / torch_time / 1e9,
         "ratio": torch_time / step_time,
         # The same ratio in process CPU time, and of the fastest steps (those the
         # machine's other jobs disturbed least).
