@@ -52,7 +52,6 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 
 
-
 def _timings(prefix: str, times: list, cpu_times: list, flops_per_step: float,
              batch_size: int) -> dict:
   """Median, fastest and slowest step, CPU time, images/s and GFLOP/s of one side."""
