@@ -48,6 +48,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.mask_threshold = 127       # threshold (and lfw_parts): gray > this is class 1.
   c.dataset.split_ratios = (0.8, 0.1, 0.1)  # train/validation/test of one images/+masks/ pair.
   c.dataset.split_seed = 0             # Shuffle of the sorted file list before that split.
+  c.dataset.split_file = ""            # Or a CSV (name, split) that lists each file's split.
+  c.dataset.split_column = "split"     # The split_file column holding train | val | test.
   # Augmentation options (segjax.data.augment).
   c.dataset.hflip_prob = 0.5           # flip
   c.dataset.scale_range = (0.75, 1.5)  # scale_crop, affine: zoom factors.

@@ -132,6 +132,52 @@ def test_split_folders(tmp_path):
   assert indices_of(datasets.load(config).eval) == [8, 9]
 
 
+def write_split_file(path, rows, header=("name", "subset", "orig_split")):
+  path.write_text("\n".join([",".join(header)] + [",".join(row) for row in rows]) + "\n")
+
+
+def test_split_file_lists_each_split(tmp_path):
+  write_pairs(tmp_path / "src", range(8))
+  splits = ["train", "val", "train", "test", "train", "val", "train"]  # im007 unlisted.
+  write_split_file(tmp_path / "manifest.csv",
+                   [(f"im{i:03d}", "sfa", split) for i, split in enumerate(splits)])
+  config = folder_config(tmp_path, tmp_path / "src", num_classes=3,
+                         split_file=str(tmp_path / "manifest.csv"), split_column="orig_split")
+  data = datasets.load(config)
+  assert indices_of(data.train) == [0, 2, 4, 6]  # In the file's order.
+  assert indices_of(data.eval) == [1, 5]
+  config.eval_split = "test"
+  assert indices_of(datasets.load(config).eval) == [3]
+  # Another split file is another prepared copy, not the stale one.
+  write_split_file(tmp_path / "manifest.csv",
+                   [(f"im{i:03d}", "sfa", "val" if i < 2 else "train") for i in range(8)])
+  config.eval_split = "validation"
+  assert indices_of(datasets.load(config).eval) == [0, 1]
+
+
+@pytest.mark.parametrize("rows, column, match", [
+    ([("im000", "x", "train"), ("im001", "x", "holdout")], "orig_split",
+     r"manifest\.csv:3: orig_split='holdout', expected one of train, val"),
+    ([("im000", "x", "train"), ("im099", "x", "val")], "orig_split",
+     r"manifest\.csv:3: 'im099' has no image and mask"),
+    ([("im000", "x", "train"), ("im000", "x", "val")], "orig_split",
+     r"manifest\.csv:3: 'im000' is listed twice"),
+    ([("im000", "x", "train")], "split",
+     r"manifest\.csv: no column split \(columns: name, subset, orig_split\); set "
+     r"dataset\.split_column"),
+])
+def test_bad_split_file(tmp_path, rows, column, match):
+  write_pairs(tmp_path / "src", range(4))
+  write_split_file(tmp_path / "manifest.csv", rows)
+  load_fails(tmp_path, match, split_file=str(tmp_path / "manifest.csv"), split_column=column)
+
+
+def test_missing_split_file(tmp_path):
+  write_pairs(tmp_path / "src", range(4))
+  load_fails(tmp_path, r"dataset\.split_file=.*nowhere\.csv: cannot read it",
+             split_file=str(tmp_path / "nowhere.csv"))
+
+
 def test_options_and_folders_do_not_collide(tmp_path):
   write_pairs(tmp_path / "a", range(10), "binary", 2)
   write_pairs(tmp_path / "b", range(10), "binary", 2)
