@@ -1,14 +1,16 @@
 """Trains and evaluates a segmentation model from a config file.
 
-  python -m segjax.main --config configs/segnet_skin.py [--workdir DIR] [--config.KEY=VALUE ...]
+  python -m segjax.main --config configs/segnet_skin.py[:ARG] [--workdir DIR] [--config.KEY=VALUE ...]
 
-The workdir defaults to runs/<config file stem>; running the same command
-again resumes from its latest checkpoint. Several processes (hosts): the same
+ARG, when a config takes one, is passed to its get_config (e.g. the folder of a
+real dataset). The workdir defaults to runs/<config file stem>[_<ARG's last
+path part>]; running the same command again resumes from its latest checkpoint. Several processes (hosts): the same
 command on each, with --coordinator_address/--num_processes/--process_id or
 under SLURM / a TPU pod, which are detected.
 """
 
 import os
+import re
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -25,8 +27,14 @@ flags.DEFINE_integer("process_id", None, "This process's index in a multi-proces
 flags.mark_flags_as_required(["config"])
 
 
-def default_workdir(config_path: str) -> str:
-  return os.path.join("runs", os.path.splitext(os.path.basename(config_path))[0])
+def default_workdir(config_flag_value: str) -> str:
+  """runs/<config stem>, and _<last part of ARG> for `config.py:ARG`."""
+  path, _, argument = config_flag_value.partition(":")
+  name = os.path.splitext(os.path.basename(path))[0]
+  if argument:
+    suffix = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.basename(argument.rstrip("/\\")))
+    name = f"{name}_{suffix or 'arg'}"
+  return os.path.join("runs", name)
 
 
 def main(argv):

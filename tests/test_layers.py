@@ -57,6 +57,24 @@ def test_matches_lax_conv_transpose_with_gradients(kernel, stride, padding, tran
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
+@pytest.mark.parametrize("max_taps", [0, 10**6], ids=["packed", "overlap_add"])
+@pytest.mark.parametrize("kernel,stride,padding", [
+    (3, 2, "SAME"), (4, 2, "VALID"), (2, 3, ((1, 1), (2, 2))), (7, 2, "SAME")])
+def test_both_phase_forms_match_lax(monkeypatch, max_taps, kernel, stride, padding):
+  """Each form on its own (the default picks one by kernel size)."""
+  monkeypatch.setattr(layers, "MAX_OVERLAP_ADD_TAPS", max_taps)
+  rng = np.random.default_rng(kernel + stride)
+  x = jnp.asarray(rng.normal(size=(2, 5, 4, 3)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(kernel, kernel + 1, 3, 4)), jnp.float32)
+  strides = (stride, stride + 1)
+  expected = _reference(x, w, strides, padding, False)
+  grads = [jax.grad(lambda x, w, fn=fn: jnp.sum(jnp.sin(fn(x, w, strides, padding, False))),
+                    argnums=(0, 1))(x, w) for fn in (_reference, _ours)]
+  np.testing.assert_allclose(_ours(x, w, strides, padding, False), expected, rtol=1e-4, atol=1e-4)
+  for got, want in zip(*grads):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("kernel,stride,size", [(7, 2, 8), (7, 1, 8), (3, 2, 6), (4, 2, 6)])
 def test_transposed_kernel_is_the_gradient_of_same_convolution(kernel, stride, size):
   """TF `conv2d_transpose(y, W, output_shape, strides, 'SAME')` is the gradient of the
