@@ -27,7 +27,7 @@ def get_config(lfw_parts_dir: str = ""):
   config.loss_weights.cross_entropy = 0.0
   config.loss_weights.rmse = 1.0       # The seed's loss: RMSE of the sigmoid output.
   config.batch_size = 16
-  config.num_train_steps = 2000
+  config.num_train_steps = 1000
   config.warmup_steps = 100
   if lfw_parts_dir:
     config.dataset.name = "lfw_parts"

@@ -17,4 +17,6 @@ def get_config():
   config.model.conv_type = "ds"
   config.dataset.name = "synthetic_shapes"
   config.dataset.image_size = 64
+  config.num_train_steps = 400
+  config.eval_every_steps = 200
   return config

@@ -19,4 +19,6 @@ def get_config():
   config.model.name = "mobilenetv2_unet"
   config.dataset.name = "synthetic_shapes"
   config.dataset.image_size = 64       # Divisible by 32.
+  config.num_train_steps = 600
+  config.eval_every_steps = 300
   return config

@@ -22,4 +22,6 @@ def get_config():
   config.model.frozen_patterns = ()
   config.dataset.name = "synthetic_shapes"
   config.dataset.image_size = 64       # Divisible by 32.
+  config.num_train_steps = 500
+  config.eval_every_steps = 250
   return config
