@@ -47,6 +47,7 @@ class _ConvUnit(nn.Module):
   kernel_size: int
   stride: int
   leak: float
+  bn_momentum: float
   dtype: Any
 
   @nn.compact
@@ -62,7 +63,7 @@ class _ConvUnit(nn.Module):
       kernel = tied_kernel
       x = layers.ConvTranspose(self.features, shape, strides, use_bias=False,
                                transpose_kernel=True, dtype=self.dtype)(x, kernel)
-    x = nn.BatchNorm(use_running_average=not train, use_scale=False, momentum=0.999,
+    x = nn.BatchNorm(use_running_average=not train, use_scale=False, momentum=self.bn_momentum,
                      epsilon=1e-3, dtype=self.dtype, name="bn")(x)
     x = x + self.param("bias", nn.initializers.zeros, (self.features,)).astype(self.dtype)
     return nn.leaky_relu(x, self.leak), kernel
@@ -77,6 +78,7 @@ class ConvAutoencoder(nn.Module):
   num_modules: int = 3
   skip_connections: bool = True
   leak: float = 0.2
+  bn_momentum: float = 0.999           # TF contrib batch_norm's decay, the seed's.
   width_multiplier: float = 1.0
   dtype: Any = jnp.float32
 
@@ -88,7 +90,7 @@ class ConvAutoencoder(nn.Module):
     layers.check_divisible(x, 4 ** self.num_modules, "conv_autoencoder")
     features = max(1, int(self.features * self.width_multiplier))
     unit = lambda features, stride, name: _ConvUnit(
-        features, self.kernel_size, stride, self.leak, self.dtype, name=name)
+        features, self.kernel_size, stride, self.leak, self.bn_momentum, self.dtype, name=name)
     x = per_image_standardization(x.astype(jnp.float32)).astype(self.dtype)
 
     strides = {1: 2, 2: 1}  # Of the first and second convolution of a module.
