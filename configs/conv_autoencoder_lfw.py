@@ -41,4 +41,11 @@ def get_config(lfw_parts_dir: str = ""):
     config.dataset.eval_split = "test"
     config.num_train_steps = 1500
     config.eval_every_steps = 250
+    # With the seed's last layer (BatchNorm without scale, leaky ReLU) and RMSE the
+    # sigmoid's input stays near unit scale: 96.80% test accuracy in these 1500
+    # steps (experiments/lfw_parts_conv_autoencoder_rmse/). Free logits and
+    # sigmoid cross-entropy instead:
+    config.model.normalize_output = False
+    config.loss_weights.rmse = 0.0
+    config.loss_weights.cross_entropy = 1.0
   return config

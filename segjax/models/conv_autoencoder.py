@@ -15,7 +15,8 @@ tensor of the same shape, just before its upsampling.
 Binary by design: the output has as many channels as the input (tied weights:
 the last transposed convolution reuses the first kernel), one channel for the
 seed's grayscale faces; it is the tensor the seed feeds to a sigmoid (after the
-last leaky ReLU, as in the seed). `num_classes` must be 1 or 2. Total stride
+last BatchNorm and leaky ReLU, as in the seed; `normalize_output=False` leaves
+those two out of the last layer, so the logits are free to grow). `num_classes` must be 1 or 2. Total stride
 4**num_modules (64 by default). 1,008,066 trainable parameters for 1 input channel.
 """
 
@@ -49,6 +50,7 @@ class _ConvUnit(nn.Module):
   leak: float
   bn_momentum: float
   dtype: Any
+  normalize: bool = True               # False: the added bias only (output logits).
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool, tied_kernel: jax.Array | None = None):
@@ -63,10 +65,11 @@ class _ConvUnit(nn.Module):
       kernel = tied_kernel
       x = layers.ConvTranspose(self.features, shape, strides, use_bias=False,
                                transpose_kernel=True, dtype=self.dtype)(x, kernel)
-    x = nn.BatchNorm(use_running_average=not train, use_scale=False, momentum=self.bn_momentum,
-                     epsilon=1e-3, dtype=self.dtype, name="bn")(x)
+    if self.normalize:
+      x = nn.BatchNorm(use_running_average=not train, use_scale=False, momentum=self.bn_momentum,
+                       epsilon=1e-3, dtype=self.dtype, name="bn")(x)
     x = x + self.param("bias", nn.initializers.zeros, (self.features,)).astype(self.dtype)
-    return nn.leaky_relu(x, self.leak), kernel
+    return (nn.leaky_relu(x, self.leak) if self.normalize else x), kernel
 
 
 @register("conv_autoencoder")
@@ -79,6 +82,9 @@ class ConvAutoencoder(nn.Module):
   skip_connections: bool = True
   leak: float = 0.2
   bn_momentum: float = 0.999           # TF contrib batch_norm's decay, the seed's.
+  # False: the last transposed convolution plus its bias are the logits (no
+  # BatchNorm, no leaky ReLU), so the sigmoid's input is not held near unit scale.
+  normalize_output: bool = True
   width_multiplier: float = 1.0
   dtype: Any = jnp.float32
 
@@ -89,8 +95,9 @@ class ConvAutoencoder(nn.Module):
                        f"channel); model num_classes must be 1 or 2, got {self.num_classes}")
     layers.check_divisible(x, 4 ** self.num_modules, "conv_autoencoder")
     features = max(1, int(self.features * self.width_multiplier))
-    unit = lambda features, stride, name: _ConvUnit(
-        features, self.kernel_size, stride, self.leak, self.bn_momentum, self.dtype, name=name)
+    unit = lambda features, stride, name, normalize=True: _ConvUnit(
+        features, self.kernel_size, stride, self.leak, self.bn_momentum, self.dtype, normalize,
+        name=name)
     x = per_image_standardization(x.astype(jnp.float32)).astype(self.dtype)
 
     strides = {1: 2, 2: 1}  # Of the first and second convolution of a module.
@@ -112,5 +119,7 @@ class ConvAutoencoder(nn.Module):
       for index in (2, 1):
         name = f"conv_{module}_{index}"
         kernel = kernels[name]
-        x, _ = unit(kernel.shape[2], strides[index], f"de{name}")(x, train, kernel)
+        last = module == 1 and index == 1
+        normalize = self.normalize_output or not last
+        x, _ = unit(kernel.shape[2], strides[index], f"de{name}", normalize)(x, train, kernel)
     return x.astype(jnp.float32)
