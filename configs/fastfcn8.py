@@ -15,6 +15,7 @@ def get_config():
   config = config_lib.base_config()
   config.model.name = "fcn8"
   config.model.conv_type = "ds"
+  config.model.bn_momentum = 0.9       # Keras' 0.99 (0.999) lags behind short runs.
   config.dataset.name = "synthetic_shapes"
   config.dataset.image_size = 64
   config.num_train_steps = 400

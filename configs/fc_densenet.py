@@ -18,6 +18,7 @@ def get_config():
   config.model.name = "fc_densenet"
   config.model.backbone = "densenet121"
   config.model.use_bottleneck = False
+  config.model.bn_momentum = 0.9       # Keras' 0.99 (0.999) lags behind short runs.
   config.dataset.name = "synthetic_shapes"
   config.dataset.image_size = 64       # Divisible by 32.
   config.num_train_steps = 500

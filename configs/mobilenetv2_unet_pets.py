@@ -17,6 +17,7 @@ from segjax import config as config_lib
 def get_config():
   config = config_lib.base_config()
   config.model.name = "mobilenetv2_unet"
+  config.model.bn_momentum = 0.9       # Keras' 0.99 (0.999) lags behind short runs.
   config.dataset.name = "synthetic_shapes"
   config.dataset.image_size = 64       # Divisible by 32.
   config.num_train_steps = 600

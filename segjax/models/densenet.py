@@ -28,23 +28,26 @@ BN_SIZE = 4  # The 1x1 bottleneck of a dense layer has BN_SIZE * growth channels
 COMPRESSION = 0.5  # A transition keeps this fraction of the channels.
 
 
-def _norm(train: bool, dtype: Any, name: str) -> nn.BatchNorm:
-  return nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1.001e-5,
+KERAS_BN_MOMENTUM = 0.99
+
+
+def _norm(train: bool, dtype: Any, name: str, momentum: float) -> nn.BatchNorm:
+  return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=1.001e-5,
                       dtype=dtype, name=name)
 
 
 def dense_block(x: jax.Array, num_layers: int, growth_rate: int, name: str,
-                train: bool, dtype: Any) -> jax.Array:
+                train: bool, dtype: Any, bn_momentum: float = KERAS_BN_MOMENTUM) -> jax.Array:
   """Keras' `dense_block`; call it inside a compact method (its layers join that module).
 
   Returns x with `num_layers * growth_rate` channels appended.
   """
   for index in range(1, num_layers + 1):
     prefix = f"{name}_block{index}"
-    h = nn.relu(_norm(train, dtype, f"{prefix}_0_bn")(x))
+    h = nn.relu(_norm(train, dtype, f"{prefix}_0_bn", bn_momentum)(x))
     h = nn.Conv(BN_SIZE * growth_rate, (1, 1), use_bias=False, dtype=dtype,
                 name=f"{prefix}_1_conv")(h)
-    h = nn.relu(_norm(train, dtype, f"{prefix}_1_bn")(h))
+    h = nn.relu(_norm(train, dtype, f"{prefix}_1_bn", bn_momentum)(h))
     h = nn.Conv(growth_rate, (3, 3), padding="SAME", use_bias=False, dtype=dtype,
                 name=f"{prefix}_2_conv")(h)
     x = jnp.concatenate([x, h], axis=-1)
@@ -60,6 +63,7 @@ class DenseNetEncoder(nn.Module):
   blocks: Sequence[int]
   width_multiplier: float = 1.0
   dtype: Any = jnp.float32
+  bn_momentum: float = KERAS_BN_MOMENTUM
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
@@ -68,17 +72,18 @@ class DenseNetEncoder(nn.Module):
     x = nn.Conv(max(1, int(64 * self.width_multiplier)), (7, 7), (2, 2),
                 padding=((3, 3), (3, 3)), use_bias=False, dtype=self.dtype,
                 name="conv1_conv")(x)
-    x = nn.relu(_norm(train, self.dtype, "conv1_bn")(x))
+    x = nn.relu(_norm(train, self.dtype, "conv1_bn", self.bn_momentum)(x))
     # Zero padding equals -inf padding here: the input is a ReLU output.
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     features = []
     for stage, num_layers in enumerate(self.blocks, start=2):
       if stage > 2:
         name = f"pool{stage - 1}"
-        x = nn.relu(_norm(train, self.dtype, f"{name}_bn")(x))
+        x = nn.relu(_norm(train, self.dtype, f"{name}_bn", self.bn_momentum)(x))
         x = nn.Conv(int(x.shape[-1] * COMPRESSION), (1, 1), use_bias=False,
                     dtype=self.dtype, name=f"{name}_conv")(x)
         x = nn.avg_pool(x, (2, 2), strides=(2, 2))
-      x = dense_block(x, num_layers, growth, f"conv{stage}", train, self.dtype)
+      x = dense_block(x, num_layers, growth, f"conv{stage}", train, self.dtype,
+                      self.bn_momentum)
       features.append(x)
     return features

@@ -45,6 +45,7 @@ class FCDenseNet(nn.Module):
   bottleneck_blocks: int = 32
   width_multiplier: float = 1.0
   dtype: Any = jnp.float32
+  bn_momentum: float = densenet.KERAS_BN_MOMENTUM  # 0.9 suits runs of a few hundred steps.
 
   @property
   def imagenet_encoder(self) -> str | None:
@@ -63,16 +64,16 @@ class FCDenseNet(nn.Module):
     growth = max(1, int(densenet.GROWTH_RATE * self.width_multiplier))
     he_uniform = nn.initializers.he_uniform()
     *skips, x = densenet.DenseNetEncoder(blocks, self.width_multiplier, self.dtype,
-                                         name="encoder")(x.astype(self.dtype), train)
+                                         self.bn_momentum, name="encoder")(x.astype(self.dtype), train)
     if self.use_bottleneck:
       x = densenet.dense_block(x, self.bottleneck_blocks, growth, "bottleneck", train,
-                               self.dtype)
+                               self.dtype, self.bn_momentum)
     for index, skip in enumerate(reversed(skips), start=1):
       x = layers.ConvTranspose(skip.shape[-1] // 2, (3, 3), (2, 2), dtype=self.dtype,
                                kernel_init=he_uniform, name=f"transition_up{index}")(x)
       x = jnp.concatenate([x, skip], axis=-1)
       x = densenet.dense_block(x, blocks[-index], growth, f"upsample{index}", train,
-                               self.dtype)
+                               self.dtype, self.bn_momentum)
     x = layers.ConvTranspose(max(1, int(64 * self.width_multiplier)), (3, 3), (4, 4),
                              dtype=self.dtype, kernel_init=he_uniform, name="upsample_x4")(x)
     x = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, kernel_init=he_uniform,

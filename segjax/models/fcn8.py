@@ -66,6 +66,7 @@ class FCN8(nn.Module):
   batch_norm: bool = True
   dropout_rate: float = 0.5
   bilinear_init: bool = True
+  bn_momentum: float = 0.99            # Keras' default; 0.9 suits runs of a few hundred steps.
   width_multiplier: float = 1.0
   dtype: Any = jnp.float32
 
@@ -86,7 +87,7 @@ class FCN8(nn.Module):
 
     _, _, pool3, pool4, pool5 = vgg.VGG16Encoder(
         self.width_multiplier, self.conv_type, self.batch_norm, self.dtype,
-        name="encoder")(x.astype(self.dtype), train)
+        self.bn_momentum, name="encoder")(x.astype(self.dtype), train)
     h = pool5
     for name, kernel in (("fc6", 7), ("fc7", 1)):
       h = vgg.conv(self.conv_type, fc_features, kernel, self.dtype, name)(h)

@@ -47,10 +47,11 @@ class MobileNetV2Encoder(nn.Module):
   taps: Sequence[str]
   alpha: float = 1.0
   dtype: Any = jnp.float32
+  bn_momentum: float = 0.999           # Keras MobileNetV2's.
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
-    norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.999,
+    norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                                      epsilon=1e-3, dtype=self.dtype, name=name)
     conv1x1 = lambda features, name: nn.Conv(features, (1, 1), use_bias=False,
                                              dtype=self.dtype, name=name)

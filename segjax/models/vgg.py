@@ -65,6 +65,7 @@ class VGG16Encoder(nn.Module):
   conv_type: str = "conv"
   batch_norm: bool = False
   dtype: Any = jnp.float32
+  bn_momentum: float = 0.99            # Keras' BatchNormalization default.
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
@@ -75,8 +76,8 @@ class VGG16Encoder(nn.Module):
         name = f"block{block}_conv{index}"
         x = conv(self.conv_type, features, 3, self.dtype, name)(x)
         if self.batch_norm:
-          x = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3,
-                           dtype=self.dtype, name=f"{name}_bn")(x)
+          x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                           epsilon=1e-3, dtype=self.dtype, name=f"{name}_bn")(x)
         x = nn.relu(x)
       x = nn.max_pool(x, (2, 2), strides=(2, 2))
       pools.append(x)
