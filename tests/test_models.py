@@ -432,6 +432,28 @@ def test_conv_autoencoder_free_logits_option():
   np.testing.assert_allclose(model.apply(shifted, x) - model.apply(variables, x), 3.0, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name, kwargs", [
+    ("fcn8", {"conv_type": "ds"}), ("mobilenetv2_unet", {}),
+    ("fc_densenet", {"blocks": (1, 1, 1, 1), "bottleneck_blocks": 1, "use_bottleneck": True}),
+    ("conv_autoencoder", {})])
+def test_bn_momentum_reaches_every_batchnorm(name, kwargs):
+  """Momentum 1 keeps every moving statistic; momentum 0 replaces every one."""
+  channels, size = (1, 64) if name == "conv_autoencoder" else (3, 32)
+  num_classes = 1 if name == "conv_autoencoder" else 3
+  x = jnp.asarray(np.random.default_rng(0).uniform(0, 255, (2, size, size, channels)),
+                  jnp.float32)
+  build = lambda momentum: models.build(name, num_classes, width_multiplier=0.125,
+                                       bn_momentum=momentum, **kwargs)
+  variables = build(1.0).init(jax.random.key(0), x)
+  for momentum, changed in ((1.0, False), (0.0, True)):
+    _, updates = build(momentum).apply(variables, x, train=True, mutable=["batch_stats"],
+                                       rngs={"dropout": jax.random.key(1)})
+    before = jax.tree_util.tree_leaves_with_path(variables["batch_stats"])
+    after = jax.tree.leaves(updates["batch_stats"])
+    for (path, old), new in zip(before, after):
+      assert (not np.allclose(old, new)) == changed, (momentum, _path(path))
+
+
 def test_conv_autoencoder_rejects_multiclass():
   with pytest.raises(ValueError, match="binary by design"):
     _shapes(models.build("conv_autoencoder", 5), (1, 64, 64, 1))
