@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The train-step measurements of experiments/benchmarks.md, one log each.
-# Run from the repository root: bash experiments/benchmarks/run.sh [python] [log suffix]
+# Run from the repository root:
+#   bash experiments/benchmarks/run.sh [python] [log suffix] [name regex, e.g. segnet]
 set -euo pipefail
 python=${1:-python}
 suffix=${2:-}
+only=${3:-.}
 out=experiments/benchmarks
 run() {
   local name=$1; shift
+  [[ $name =~ $only ]] || return 0
   {
     echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD); load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# $python -m segjax.benchmark $*"
