@@ -5,7 +5,8 @@ Command (offline, synthetic shapes, 4 classes):
 
 20,826,426 parameters for 21 classes against FCN8's 134,498,207 (the seed:
 "from 124M to 20M"). No ImageNet weights exist for the separable encoder.
-Expected: see experiments/README.md for measured results and hardware.
+Expected: validation mIoU 0.36 (pixel accuracy 0.83) after
+400 steps, about 6 minutes on a 2-core CPU (experiments/fastfcn8_synthetic/).
 """
 
 from segjax import config as config_lib

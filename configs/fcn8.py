@@ -7,7 +7,8 @@ Command (offline, synthetic shapes, 4 classes):
 encoder: --config.model.pretrained=imagenet (Keras notop weights, downloaded or
 --config.model.pretrained_path=FILE). The seed's L2 regularisation:
 --config.optimizer.l2_regularization=5e-4.
-Expected: see experiments/README.md for measured results and hardware.
+Expected: validation mIoU 0.28 (pixel accuracy 0.80) after
+100 steps, about 6 minutes on a 2-core CPU (experiments/fcn8_synthetic/).
 """
 
 from segjax import config as config_lib

@@ -7,7 +7,8 @@ The seed's data (TFDS mnist and cifar10 prepared as ArrayRecord; a digit
 pasted at a random offset on a CIFAR image; binary digit/background):
   python -m segjax.main --config configs/simple_fcn_digits.py \
     --config.dataset.name=mnist_on_cifar --config.dataset.image_size=32
-Expected: see experiments/README.md for measured results and hardware.
+Expected: validation mIoU 0.22 (pixel accuracy 0.80) after
+2000 steps, about 2 minutes on a 2-core CPU (experiments/simple_fcn_digits_synthetic/).
 """
 
 from segjax import config as config_lib
