@@ -12,7 +12,8 @@ Expected there: test pixel accuracy 0.969 (mIoU 0.915) after 1500 steps, in 23
 minutes on a 2-core CPU, short of the seed's 0.9736 within this budget
 (experiments/lfw_parts_conv_autoencoder/).
 
-Expected: see experiments/README.md for measured results and hardware.
+Expected (synthetic): validation skin F1 0.58, mIoU 0.64 (pixel accuracy 0.88)
+after 1000 steps, about 4 minutes on a 2-core CPU (experiments/conv_autoencoder_lfw_synthetic/).
 """
 
 from segjax import config as config_lib
