@@ -21,6 +21,6 @@ def get_config():
   config.model.bn_momentum = 0.9       # Keras' 0.99 (0.999) lags behind short runs.
   config.dataset.name = "synthetic_shapes"
   config.dataset.image_size = 64       # Divisible by 32.
-  config.num_train_steps = 500
-  config.eval_every_steps = 250
+  config.num_train_steps = 300
+  config.eval_every_steps = 150
   return config

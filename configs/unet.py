@@ -14,6 +14,6 @@ def get_config():
   config.model.name = "unet"
   config.dataset.name = "synthetic_shapes"
   config.dataset.image_size = 64       # Divisible by 16.
-  config.num_train_steps = 400
-  config.eval_every_steps = 200
+  config.num_train_steps = 200
+  config.eval_every_steps = 100
   return config
