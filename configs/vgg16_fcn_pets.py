@@ -10,7 +10,8 @@ The seed's setup, a frozen ImageNet VGG16 on Oxford-IIIT Pet:
     '--config.model.frozen_patterns=("encoder/.*",)'
 Offline there are no ImageNet weights, and a frozen random encoder is no
 encoder, so this config trains it.
-Expected: see experiments/README.md for measured results and hardware.
+Expected: validation mIoU 0.46 (pixel accuracy 0.87) after
+500 steps, about 16 minutes on a 2-core CPU (experiments/vgg16_fcn_pets_synthetic/).
 """
 
 from segjax import config as config_lib
