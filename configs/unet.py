@@ -3,7 +3,9 @@
 Command (offline, synthetic shapes, 4 classes):
   python -m segjax.main --config configs/unet.py
 
-Expected: see experiments/README.md for measured results and hardware.
+Expected: no measured synthetic run yet. On the LFW part labels at 64x64
+(face-only target, 300 steps, about 4 minutes on a 2-core CPU) it reaches test
+pixel accuracy 0.956 (RGB) and 0.958 (grayscale): experiments/lfw_parts_64/.
 """
 
 from segjax import config as config_lib
