@@ -9,13 +9,11 @@ command on each, with --coordinator_address/--num_processes/--process_id or
 under SLURM / a TPU pod, which are detected.
 """
 
-import os
-import re
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from segjax import distributed, train
+from segjax import distributed, outputs, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
@@ -27,22 +25,13 @@ flags.DEFINE_integer("process_id", None, "This process's index in a multi-proces
 flags.mark_flags_as_required(["config"])
 
 
-def default_workdir(config_flag_value: str) -> str:
-  """runs/<config stem>, and _<last part of ARG> for `config.py:ARG`."""
-  path, _, argument = config_flag_value.partition(":")
-  name = os.path.splitext(os.path.basename(path))[0]
-  if argument:
-    suffix = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.basename(argument.rstrip("/\\")))
-    name = f"{name}_{suffix or 'arg'}"
-  return os.path.join("runs", name)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.WARNING)  # Library chatter; the run reports on stdout.
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-  workdir = FLAGS.workdir or default_workdir(config_flags.get_config_filename(FLAGS["config"]))
+  config_path = config_flags.get_config_filename(FLAGS["config"])
+  workdir = FLAGS.workdir or outputs.default_workdir(config_path)
   train.train_and_evaluate(FLAGS.config, workdir)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import jax
 import ml_collections
@@ -12,6 +13,16 @@ import numpy as np
 from segjax import visualize, writers
 
 LABELS_FILE = "labels.json"  # What the classes are, for predict.py.
+
+
+def default_workdir(config_flag_value: str) -> str:
+  """runs/<config stem>, and _<last part of ARG> for `config.py:ARG`."""
+  path, _, argument = config_flag_value.partition(":")
+  name = os.path.splitext(os.path.basename(path))[0]
+  if argument:
+    suffix = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.basename(argument.rstrip("/\\")))
+    name = f"{name}_{suffix or 'arg'}"
+  return os.path.join("runs", name)
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str, step: int) -> None:

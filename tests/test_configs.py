@@ -63,7 +63,7 @@ def test_unknown_key_on_the_command_line_names_it(tmp_path):
 
 
 def test_config_argument_selects_the_seed_data_and_its_workdir():
-  from segjax import main
+  from segjax import outputs
   skin = load(os.path.join(REPO, "configs", "segnet_skin.py")).get_config("/data/skin_sfa")
   assert (skin.dataset.name, skin.dataset.source_dir) == ("image_folder", "/data/skin_sfa")
   assert skin.dataset.split_file == "/data/skin_sfa/manifest.csv"
@@ -73,6 +73,6 @@ def test_config_argument_selects_the_seed_data_and_its_workdir():
       "lfw_parts", "face", "test")
   assert lfw.dataset.image_size == 128 and lfw.dataset.grayscale
   # The seed's data gets its own default workdir, apart from the synthetic run's.
-  assert main.default_workdir("configs/segnet_skin.py") == os.path.join("runs", "segnet_skin")
-  assert main.default_workdir("configs/segnet_skin.py:../shared/data/skin_sfa/") == os.path.join(
+  assert outputs.default_workdir("configs/segnet_skin.py") == os.path.join("runs", "segnet_skin")
+  assert outputs.default_workdir("configs/segnet_skin.py:../shared/data/skin_sfa/") == os.path.join(
       "runs", "segnet_skin_skin_sfa")
