@@ -62,6 +62,7 @@ def _timings(prefix: str, times: list, cpu_times: list, flops_per_step: float,
           f"{prefix}images_per_sec": batch_size / step_time,
           f"{prefix}gflops_per_sec": flops_per_step / step_time / 1e9}
 
+
 def matmul_peak_gflops(size: int, repeats: int) -> float:
   """Best float32 GFLOP/s of a `size` x `size` matmul on the default device."""
   import jax
@@ -219,19 +220,18 @@ def run(config, steps: int = 20, warmup: int = 3, compare: str = "",
   if not warmup:
     read_peak_memory(" (segjax and torch)" if torch_times else "")
   matmul_peak = max(matmul_peak, matmul_peak_gflops(matmul_size, matmul_repeats))
-  step_time = statistics.median(jax_times)
   result.update(_timings("", jax_times, jax_cpu, result["flops_per_step"], config.batch_size))
+  step_time = result["step_time_s"]
   result["matmul_peak_gflops"] = matmul_peak
   result["fraction_of_matmul_peak"] = result["gflops_per_sec"] / matmul_peak
   if torch_times:
-    torch_time = statistics.median(torch_times)
     result.update(_timings("torch_", torch_times, torch_cpu, result["torch_flops_per_step"],
                            config.batch_size))
     result.update({
-        "ratio": torch_time / step_time,
+        "ratio": result["torch_step_time_s"] / step_time,
         # The same ratio in process CPU time, and of the fastest steps (those the
         # machine's other jobs disturbed least).
-        "cpu_ratio": statistics.median(torch_cpu) / statistics.median(jax_cpu),
+        "cpu_ratio": result["torch_cpu_s_per_step"] / result["cpu_s_per_step"],
         "ratio_min": min(torch_times) / min(jax_times),
     })
     # The architecture's useful FLOPs over segjax's time, comparable with torch's rate.

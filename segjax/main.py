@@ -4,11 +4,11 @@
 
 ARG, when a config takes one, is passed to its get_config (e.g. the folder of a
 real dataset). The workdir defaults to runs/<config file stem>[_<ARG's last
-path part>]; running the same command again resumes from its latest checkpoint. Several processes (hosts): the same
-command on each, with --coordinator_address/--num_processes/--process_id or
-under SLURM / a TPU pod, which are detected.
+path part>]; running the same command again resumes from its latest
+checkpoint. Several processes (hosts): the same command on each, with
+--coordinator_address/--num_processes/--process_id or under SLURM / a TPU pod,
+which are detected.
 """
-
 
 from absl import app, flags, logging
 from ml_collections import config_flags

@@ -18,6 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from segjax.models import layers
+
 DENSENET_BLOCKS = {
     "densenet121": (6, 12, 24, 16),
     "densenet169": (6, 12, 32, 32),
@@ -28,16 +30,13 @@ BN_SIZE = 4  # The 1x1 bottleneck of a dense layer has BN_SIZE * growth channels
 COMPRESSION = 0.5  # A transition keeps this fraction of the channels.
 
 
-KERAS_BN_MOMENTUM = 0.99
-
-
 def _norm(train: bool, dtype: Any, name: str, momentum: float) -> nn.BatchNorm:
   return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=1.001e-5,
                       dtype=dtype, name=name)
 
 
-def dense_block(x: jax.Array, num_layers: int, growth_rate: int, name: str,
-                train: bool, dtype: Any, bn_momentum: float = KERAS_BN_MOMENTUM) -> jax.Array:
+def dense_block(x: jax.Array, num_layers: int, growth_rate: int, name: str, train: bool,
+                dtype: Any, bn_momentum: float = layers.KERAS_BN_MOMENTUM) -> jax.Array:
   """Keras' `dense_block`; call it inside a compact method (its layers join that module).
 
   Returns x with `num_layers * growth_rate` channels appended.
@@ -63,7 +62,7 @@ class DenseNetEncoder(nn.Module):
   blocks: Sequence[int]
   width_multiplier: float = 1.0
   dtype: Any = jnp.float32
-  bn_momentum: float = KERAS_BN_MOMENTUM
+  bn_momentum: float = layers.KERAS_BN_MOMENTUM
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> list[jax.Array]:

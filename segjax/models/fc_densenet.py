@@ -45,7 +45,7 @@ class FCDenseNet(nn.Module):
   bottleneck_blocks: int = 32
   width_multiplier: float = 1.0
   dtype: Any = jnp.float32
-  bn_momentum: float = densenet.KERAS_BN_MOMENTUM  # 0.9 suits runs of a few hundred steps.
+  bn_momentum: float = layers.KERAS_BN_MOMENTUM
 
   @property
   def imagenet_encoder(self) -> str | None:
@@ -63,8 +63,9 @@ class FCDenseNet(nn.Module):
       raise ValueError(f"model.blocks must give 4 dense-block lengths; got {self.blocks}")
     growth = max(1, int(densenet.GROWTH_RATE * self.width_multiplier))
     he_uniform = nn.initializers.he_uniform()
-    *skips, x = densenet.DenseNetEncoder(blocks, self.width_multiplier, self.dtype,
-                                         self.bn_momentum, name="encoder")(x.astype(self.dtype), train)
+    encoder = densenet.DenseNetEncoder(blocks, self.width_multiplier, self.dtype,
+                                       self.bn_momentum, name="encoder")
+    *skips, x = encoder(x.astype(self.dtype), train)
     if self.use_bottleneck:
       x = densenet.dense_block(x, self.bottleneck_blocks, growth, "bottleneck", train,
                                self.dtype, self.bn_momentum)

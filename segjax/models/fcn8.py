@@ -66,7 +66,7 @@ class FCN8(nn.Module):
   batch_norm: bool = True
   dropout_rate: float = 0.5
   bilinear_init: bool = True
-  bn_momentum: float = 0.99            # Keras' default; 0.9 suits runs of a few hundred steps.
+  bn_momentum: float = layers.KERAS_BN_MOMENTUM
   width_multiplier: float = 1.0
   dtype: Any = jnp.float32
 

@@ -34,6 +34,12 @@ import numpy as np
 Dtype = Any
 PaddingLike = str | Sequence[tuple[int, int]]
 
+# Keras' BatchNormalization momentum, the default of the Keras-layout models
+# (their ImageNet weights); 0.9 suits runs of a few hundred steps.
+KERAS_BN_MOMENTUM = 0.99
+# conv_transpose uses overlap-add for kernels of at most this many taps.
+MAX_OVERLAP_ADD_TAPS = 16
+
 
 def _transpose_padding(kernel_size: int, stride: int, padding) -> tuple[int, int]:
   """Padding of the input-dilated convolution that `lax.conv_transpose` runs."""
@@ -110,9 +116,6 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
     y = _packed_phases(x, kernel, taps_h, taps_w, pad_h, pad_w, precision)
   n, rows, _, cols, _, _ = y.shape
   return y.reshape(n, rows * sh, cols * sw, cout)[:, :out_h, :out_w, :]
-
-
-MAX_OVERLAP_ADD_TAPS = 16
 
 
 def _packed_phases(x, kernel, taps_h, taps_w, pad_h, pad_w, precision) -> jax.Array:

@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from segjax.models import layers
+
 # (channels, convolutions) per block; a 2x2 max-pool closes each block.
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 CONV_TYPES = ("conv", "ds")
@@ -65,7 +67,7 @@ class VGG16Encoder(nn.Module):
   conv_type: str = "conv"
   batch_norm: bool = False
   dtype: Any = jnp.float32
-  bn_momentum: float = 0.99            # Keras' BatchNormalization default.
+  bn_momentum: float = layers.KERAS_BN_MOMENTUM
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
