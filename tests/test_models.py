@@ -452,6 +452,14 @@ def test_bn_momentum_reaches_every_batchnorm(name, kwargs):
     after = jax.tree.leaves(updates["batch_stats"])
     for (path, old), new in zip(before, after):
       assert (not np.allclose(old, new)) == changed, (momentum, _path(path))
+  # Momentum 0 everywhere: the new statistics do not depend on the old ones at all.
+  shifted = {**variables, "batch_stats": jax.tree.map(lambda s: s + 1.0,
+                                                      variables["batch_stats"])}
+  _, from_shifted = build(0.0).apply(shifted, x, train=True, mutable=["batch_stats"],
+                                     rngs={"dropout": jax.random.key(1)})
+  for (path, new), again in zip(jax.tree_util.tree_leaves_with_path(updates["batch_stats"]),
+                                jax.tree.leaves(from_shifted["batch_stats"])):
+    np.testing.assert_allclose(again, new, rtol=1e-6, atol=1e-6, err_msg=_path(path))
 
 
 def test_conv_autoencoder_rejects_multiclass():

@@ -56,7 +56,9 @@ class MobileNetV2UNet(nn.Module):
                                (self.upsample_kernel,) * 2, (2, 2), use_bias=False,
                                dtype=self.dtype, kernel_init=pix2pix_init,
                                name=f"up{index}_conv")(x)
-      x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum or 0.99,
+      decoder_momentum = (layers.KERAS_BN_MOMENTUM if self.bn_momentum is None
+                          else self.bn_momentum)
+      x = nn.BatchNorm(use_running_average=not train, momentum=decoder_momentum,
                        epsilon=1e-3, dtype=self.dtype, name=f"up{index}_bn")(x)
       x = jnp.concatenate([nn.relu(x), skip], axis=-1)
     x = layers.ConvTranspose(self.num_classes, (3, 3), (2, 2), dtype=self.dtype,
