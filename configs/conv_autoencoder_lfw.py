@@ -24,8 +24,9 @@ def get_config(lfw_parts_dir: str = ""):
   config = config_lib.base_config()
   config.model.name = "conv_autoencoder"
   # The seed's BatchNorm decay 0.999 needs thousands of steps before the moving
-  # statistics match the weights: evaluation at step 250 of 1500 on LFW gave
-  # 63% pixel accuracy while training batches were at 94%.
+  # statistics match the weights: at step 250 of 1500 on LFW the test pixel
+  # accuracy was 63% with 0.999 and 95.7% with 0.9
+  # (experiments/lfw_parts_conv_autoencoder_rmse/).
   config.model.bn_momentum = 0.9
   config.dataset.name = "synthetic_skin"
   config.dataset.grayscale = True      # The seed trained on grayscale faces.
