@@ -148,3 +148,22 @@ def test_bfloat16_compute_keeps_float32_state_and_ema_follows_parameters():
     np.testing.assert_allclose(e, 0.75 * p0 + 0.25 * p1, rtol=1e-6, atol=1e-7)
   assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(initial),
                                                       jax.tree.leaves(params)))
+
+
+def test_update_that_overflows_the_parameters_is_skipped():
+  # A learning rate beyond float32 range: loss and gradients of the step are
+  # finite, the updated parameters are not.
+  config = tiny_config()
+  config.learning_rate = 1e39
+  _, trainer = trainer_for(config)
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8),
+           "mask": rng.integers(0, 2, (2, 32, 32), dtype=np.uint8)}
+  before = jax.device_get(trainer.state.params)
+  state, metrics = trainer.train_step(trainer.state,
+                                      sharding.put_batch(batch, trainer.batch_sharding))
+  assert np.isfinite(float(metrics["loss"])) and np.isfinite(float(metrics["grad_norm"]))
+  assert int(metrics["nonfinite"]) == 1
+  assert int(state.step) == 1
+  for old, new in zip(jax.tree.leaves(before), jax.tree.leaves(jax.device_get(state.params))):
+    np.testing.assert_array_equal(old, new)
