@@ -3,9 +3,10 @@
 Command (offline, synthetic shapes, 4 classes):
   python -m segjax.main --config configs/unet.py
 
-Expected: no measured synthetic run yet. On the LFW part labels at 64x64
-(face-only target, 300 steps, about 4 minutes on a 2-core CPU) it reaches test
-pixel accuracy 0.956 (RGB) and 0.958 (grayscale): experiments/lfw_parts_64/.
+Expected: validation mIoU 0.50 (pixel accuracy 0.89) after 600 steps, about 8
+minutes on a 2-core CPU (experiments/unet_synthetic/). On the LFW part labels
+at 64x64 (face-only target, 300 steps, about 4 minutes) it reaches test pixel
+accuracy 0.956 (RGB) and 0.958 (grayscale): experiments/lfw_parts_64/.
 """
 
 from segjax import config as config_lib
@@ -16,6 +17,6 @@ def get_config():
   config.model.name = "unet"
   config.dataset.name = "synthetic_shapes"
   config.dataset.image_size = 64       # Divisible by 16.
-  config.num_train_steps = 200
-  config.eval_every_steps = 100
+  config.num_train_steps = 600
+  config.eval_every_steps = 300
   return config
