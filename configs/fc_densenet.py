@@ -8,7 +8,7 @@ seed's default is 201; 121 here to fit a CPU), optional bottleneck
 (--config.model.use_bottleneck=True), ImageNet encoder with
 --config.model.pretrained=imagenet.
 Expected: validation mIoU 0.38 (pixel accuracy 0.84) after 300 steps, about
-6 minutes on a 2-core CPU, 2 of them compiling (experiments/fc_densenet_synthetic/).
+6 minutes on a 2-core CPU, compilation included (experiments/fc_densenet_synthetic/).
 """
 
 from segjax import config as config_lib

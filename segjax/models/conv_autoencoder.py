@@ -17,7 +17,8 @@ the last transposed convolution reuses the first kernel), one channel for the
 seed's grayscale faces; it is the tensor the seed feeds to a sigmoid (after the
 last BatchNorm and leaky ReLU, as in the seed; `normalize_output=False` leaves
 those two out of the last layer, so the logits are free to grow). `num_classes`
-must be 1 or 2. Total stride 4**num_modules (64 by default). 1,008,066 trainable parameters for 1 input channel.
+must be 1 or 2. Total stride 4**num_modules (64 by default). 1,008,066 trainable
+parameters for 1 input channel.
 """
 
 from __future__ import annotations

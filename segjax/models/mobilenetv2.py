@@ -36,6 +36,9 @@ def make_divisible(value: float, divisor: int = 8) -> int:
   return rounded
 
 
+MOBILENETV2_BN_MOMENTUM = 0.999  # Keras MobileNetV2's BatchNorm momentum.
+
+
 class MobileNetV2Encoder(nn.Module):
   """Returns the activations named in `taps` (Keras layer names), in that order.
 
@@ -47,7 +50,7 @@ class MobileNetV2Encoder(nn.Module):
   taps: Sequence[str]
   alpha: float = 1.0
   dtype: Any = jnp.float32
-  bn_momentum: float = 0.999           # Keras MobileNetV2's.
+  bn_momentum: float = MOBILENETV2_BN_MOMENTUM
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> list[jax.Array]:

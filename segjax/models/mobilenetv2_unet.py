@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from segjax.models import layers
-from segjax.models.mobilenetv2 import MobileNetV2Encoder
+from segjax.models.mobilenetv2 import MOBILENETV2_BN_MOMENTUM, MobileNetV2Encoder
 from segjax.models.registry import register
 
 TAPS = ("block_1_expand_relu", "block_3_expand_relu", "block_6_expand_relu",
@@ -47,8 +47,11 @@ class MobileNetV2UNet(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     layers.check_divisible(x, 32, "mobilenetv2_unet")
-    encoder_momentum = {} if self.bn_momentum is None else {"bn_momentum": self.bn_momentum}
-    *skips, x = MobileNetV2Encoder(TAPS, self.width_multiplier, self.dtype, **encoder_momentum,
+    encoder_momentum, decoder_momentum = (
+        (MOBILENETV2_BN_MOMENTUM, layers.KERAS_BN_MOMENTUM) if self.bn_momentum is None
+        else (self.bn_momentum, self.bn_momentum))
+    *skips, x = MobileNetV2Encoder(TAPS, self.width_multiplier, self.dtype,
+                                   bn_momentum=encoder_momentum,
                                    name="encoder")(x.astype(self.dtype), train)
     pix2pix_init = nn.initializers.normal(0.02)
     for index, (width, skip) in enumerate(zip(DECODER_WIDTHS, reversed(skips)), start=1):
@@ -56,8 +59,6 @@ class MobileNetV2UNet(nn.Module):
                                (self.upsample_kernel,) * 2, (2, 2), use_bias=False,
                                dtype=self.dtype, kernel_init=pix2pix_init,
                                name=f"up{index}_conv")(x)
-      decoder_momentum = (layers.KERAS_BN_MOMENTUM if self.bn_momentum is None
-                          else self.bn_momentum)
       x = nn.BatchNorm(use_running_average=not train, momentum=decoder_momentum,
                        epsilon=1e-3, dtype=self.dtype, name=f"up{index}_bn")(x)
       x = jnp.concatenate([nn.relu(x), skip], axis=-1)
