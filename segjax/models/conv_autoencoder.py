@@ -29,7 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from segjax.models import layers
+from segjax.models import convolution, layers
 from segjax.models.registry import register
 
 
@@ -60,8 +60,8 @@ class _ConvUnit(nn.Module):
     if tied_kernel is None:
       kernel = self.param("kernel", nn.initializers.glorot_uniform(),
                           shape + (x.shape[-1], self.features))
-      x = jax.lax.conv_general_dilated(x, kernel.astype(self.dtype), strides, "SAME",
-                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      x = convolution.conv_general_dilated(x, kernel.astype(self.dtype), strides, "SAME",
+                                           dimension_numbers=("NHWC", "HWIO", "NHWC"))
     else:
       kernel = tied_kernel
       x = layers.ConvTranspose(self.features, shape, strides, use_bias=False,

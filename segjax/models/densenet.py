@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from segjax.models import layers
+from segjax.models import convolution, layers
 
 DENSENET_BLOCKS = {
     "densenet121": (6, 12, 24, 16),
@@ -44,11 +44,11 @@ def dense_block(x: jax.Array, num_layers: int, growth_rate: int, name: str, trai
   for index in range(1, num_layers + 1):
     prefix = f"{name}_block{index}"
     h = nn.relu(_norm(train, dtype, f"{prefix}_0_bn", bn_momentum)(x))
-    h = nn.Conv(BN_SIZE * growth_rate, (1, 1), use_bias=False, dtype=dtype,
-                name=f"{prefix}_1_conv")(h)
+    h = convolution.Conv(BN_SIZE * growth_rate, (1, 1), use_bias=False, dtype=dtype,
+                         name=f"{prefix}_1_conv")(h)
     h = nn.relu(_norm(train, dtype, f"{prefix}_1_bn", bn_momentum)(h))
-    h = nn.Conv(growth_rate, (3, 3), padding="SAME", use_bias=False, dtype=dtype,
-                name=f"{prefix}_2_conv")(h)
+    h = convolution.Conv(growth_rate, (3, 3), padding="SAME", use_bias=False, dtype=dtype,
+                         name=f"{prefix}_2_conv")(h)
     x = jnp.concatenate([x, h], axis=-1)
   return x
 
@@ -68,9 +68,9 @@ class DenseNetEncoder(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
     growth = max(1, int(GROWTH_RATE * self.width_multiplier))
     # Keras pads explicitly (3 then 1 pixels on every side); 'SAME' would pad 2/3.
-    x = nn.Conv(max(1, int(64 * self.width_multiplier)), (7, 7), (2, 2),
-                padding=((3, 3), (3, 3)), use_bias=False, dtype=self.dtype,
-                name="conv1_conv")(x)
+    x = convolution.Conv(max(1, int(64 * self.width_multiplier)), (7, 7), (2, 2),
+                         padding=((3, 3), (3, 3)), use_bias=False, dtype=self.dtype,
+                         name="conv1_conv")(x)
     x = nn.relu(_norm(train, self.dtype, "conv1_bn", self.bn_momentum)(x))
     # Zero padding equals -inf padding here: the input is a ReLU output.
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
@@ -79,8 +79,8 @@ class DenseNetEncoder(nn.Module):
       if stage > 2:
         name = f"pool{stage - 1}"
         x = nn.relu(_norm(train, self.dtype, f"{name}_bn", self.bn_momentum)(x))
-        x = nn.Conv(int(x.shape[-1] * COMPRESSION), (1, 1), use_bias=False,
-                    dtype=self.dtype, name=f"{name}_conv")(x)
+        x = convolution.Conv(int(x.shape[-1] * COMPRESSION), (1, 1), use_bias=False,
+                             dtype=self.dtype, name=f"{name}_conv")(x)
         x = nn.avg_pool(x, (2, 2), strides=(2, 2))
       x = dense_block(x, num_layers, growth, f"conv{stage}", train, self.dtype,
                       self.bn_momentum)

@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from segjax.models import densenet, layers
+from segjax.models import convolution, densenet, layers
 from segjax.models.registry import register
 
 
@@ -77,6 +77,6 @@ class FCDenseNet(nn.Module):
                                self.dtype, self.bn_momentum)
     x = layers.ConvTranspose(max(1, int(64 * self.width_multiplier)), (3, 3), (4, 4),
                              dtype=self.dtype, kernel_init=he_uniform, name="upsample_x4")(x)
-    x = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, kernel_init=he_uniform,
-                name="score")(x)
+    x = convolution.Conv(self.num_classes, (1, 1), dtype=self.dtype, kernel_init=he_uniform,
+                         name="score")(x)
     return x.astype(jnp.float32)

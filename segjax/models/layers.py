@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from segjax.models import convolution
+
 Dtype = Any
 PaddingLike = str | Sequence[tuple[int, int]]
 
@@ -128,7 +130,7 @@ def _packed_phases(x, kernel, taps_h, taps_w, pad_h, pad_w, precision) -> jax.Ar
   phase_kernel = padded[taps_h[:, :, None, None], taps_w[None, None, :, :]]
   phase_kernel = phase_kernel.transpose(0, 2, 4, 1, 3, 5).reshape(
       window_h, window_w, cin, sh * sw * cout)
-  y = jax.lax.conv_general_dilated(
+  y = convolution.conv_general_dilated(
       x, phase_kernel, window_strides=(1, 1), padding=(pad_h, pad_w),
       dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
   n, rows, cols, _ = y.shape

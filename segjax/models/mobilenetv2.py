@@ -16,6 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from segjax.models import convolution
+
 # (expansion, output channels, stride) of `expanded_conv` (block 0) and blocks 1..16.
 MOBILENETV2_BLOCKS = (
     (1, 16, 1),
@@ -56,8 +58,8 @@ class MobileNetV2Encoder(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
     norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                                      epsilon=1e-3, dtype=self.dtype, name=name)
-    conv1x1 = lambda features, name: nn.Conv(features, (1, 1), use_bias=False,
-                                             dtype=self.dtype, name=name)
+    conv1x1 = lambda features, name: convolution.Conv(features, (1, 1), use_bias=False,
+                                                      dtype=self.dtype, name=name)
     found = {}
 
     def tap(name, value):
@@ -65,8 +67,8 @@ class MobileNetV2Encoder(nn.Module):
         found[name] = value
       return len(found) == len(set(self.taps))
 
-    x = nn.Conv(make_divisible(32 * self.alpha), (3, 3), (2, 2), padding="SAME",
-                use_bias=False, dtype=self.dtype, name="Conv1")(x)
+    x = convolution.Conv(make_divisible(32 * self.alpha), (3, 3), (2, 2), padding="SAME",
+                         use_bias=False, dtype=self.dtype, name="Conv1")(x)
     x = nn.relu6(norm("bn_Conv1")(x))
     if tap("Conv1_relu", x):
       return [found[t] for t in self.taps]
@@ -80,9 +82,9 @@ class MobileNetV2Encoder(nn.Module):
         if tap(prefix + "expand_relu", x):
           break
       # 'SAME' pads stride-2 inputs as Keras' `correct_pad` + 'valid' does.
-      x = nn.Conv(x.shape[-1], (3, 3), (stride, stride), padding="SAME",
-                  feature_group_count=x.shape[-1], use_bias=False, dtype=self.dtype,
-                  name=prefix + "depthwise")(x)
+      x = convolution.Conv(x.shape[-1], (3, 3), (stride, stride), padding="SAME",
+                           feature_group_count=x.shape[-1], use_bias=False, dtype=self.dtype,
+                           name=prefix + "depthwise")(x)
       x = nn.relu6(norm(prefix + "depthwise_BN")(x))
       if tap(prefix + "depthwise_relu", x):
         break

@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from segjax.models import layers
+from segjax.models import convolution, layers
 from segjax.models.registry import register
 
 
@@ -33,9 +33,9 @@ class SegNet(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     layers.check_divisible(x, 2 ** len(self.widths), "segnet")
     widths = [max(1, int(w * self.width_multiplier)) for w in self.widths]
-    norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-3,
-                                dtype=self.dtype)
-    conv = lambda features, strides=1, **kw: nn.Conv(
+    norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                                epsilon=1e-3, dtype=self.dtype)
+    conv = lambda features, strides=1, **kw: convolution.Conv(
         features, (3, 3), (strides, strides), padding="SAME", dtype=self.dtype,
         kernel_init=nn.initializers.glorot_uniform(), **kw)
     x = x.astype(self.dtype)

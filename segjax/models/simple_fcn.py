@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from segjax.models import convolution
 from segjax.models.registry import register
 
 
@@ -31,8 +32,8 @@ class SimpleFCN(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    conv = lambda features, name: nn.Conv(features, (self.kernel_size,) * 2, padding="SAME",
-                                          dtype=self.dtype, name=name)
+    conv = lambda features, name: convolution.Conv(
+        features, (self.kernel_size,) * 2, padding="SAME", dtype=self.dtype, name=name)
     x = x.astype(self.dtype)
     for index, features in enumerate(self.features, start=1):
       x = conv(max(1, int(features * self.width_multiplier)), f"conv{index}")(x)

@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from segjax.models import layers
+from segjax.models import convolution, layers
 from segjax.models.registry import register
 
 
@@ -36,8 +36,8 @@ class UNet(nn.Module):
 
     def double_conv(x, features, name):
       for index in (1, 2):
-        x = nn.relu(nn.Conv(features, (3, 3), padding="SAME", dtype=self.dtype,
-                            kernel_init=he_normal, name=f"{name}_conv{index}")(x))
+        x = nn.relu(convolution.Conv(features, (3, 3), padding="SAME", dtype=self.dtype,
+                                     kernel_init=he_normal, name=f"{name}_conv{index}")(x))
       return x
 
     widths = [max(1, int(self.base_width * 2 ** level * self.width_multiplier))
@@ -54,5 +54,5 @@ class UNet(nn.Module):
                                kernel_init=he_normal, name=f"up{level + 1}_transpose")(x)
       x = double_conv(jnp.concatenate([skips[level], x], axis=-1), widths[level],
                       f"up{level + 1}")
-    x = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name="logits")(x)
+    x = convolution.Conv(self.num_classes, (1, 1), dtype=self.dtype, name="logits")(x)
     return x.astype(jnp.float32)

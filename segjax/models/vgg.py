@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from segjax.models import layers
+from segjax.models import convolution, layers
 
 # (channels, convolutions) per block; a 2x2 max-pool closes each block.
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
@@ -33,19 +33,19 @@ class SeparableConv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = nn.Conv(x.shape[-1], tuple(self.kernel_size), padding="SAME",
-                feature_group_count=x.shape[-1], use_bias=False, dtype=self.dtype,
-                kernel_init=self.kernel_init, name="depthwise")(x)
-    return nn.Conv(self.features, (1, 1), dtype=self.dtype, kernel_init=self.kernel_init,
-                   name="pointwise")(x)
+    x = convolution.Conv(x.shape[-1], tuple(self.kernel_size), padding="SAME",
+                         feature_group_count=x.shape[-1], use_bias=False, dtype=self.dtype,
+                         kernel_init=self.kernel_init, name="depthwise")(x)
+    return convolution.Conv(self.features, (1, 1), dtype=self.dtype, kernel_init=self.kernel_init,
+                            name="pointwise")(x)
 
 
 def conv(conv_type: str, features: int, kernel_size: int, dtype: Any, name: str,
          kernel_init=nn.initializers.glorot_uniform()) -> nn.Module:
   """A 'SAME' convolution with bias: ordinary (`conv`) or depthwise-separable (`ds`)."""
   if conv_type == "conv":
-    return nn.Conv(features, (kernel_size, kernel_size), padding="SAME", dtype=dtype,
-                   kernel_init=kernel_init, name=name)
+    return convolution.Conv(features, (kernel_size, kernel_size), padding="SAME", dtype=dtype,
+                            kernel_init=kernel_init, name=name)
   if conv_type == "ds":
     return SeparableConv(features, (kernel_size, kernel_size), dtype=dtype,
                          kernel_init=kernel_init, name=name)

@@ -1,0 +1,118 @@
+"""`lax.conv_general_dilated` with a weight gradient XLA:CPU runs faster.
+
+XLA computes the weight gradient of a convolution as another convolution whose
+window is the whole activation and whose contraction runs over the batch. On
+CPU, jaxlib 0.10 hands every convolution with more than 16 input or output
+features to YNNPACK, and the rest to its Eigen kernel; for these whole-image
+windows Eigen's kernel is faster, about 1.4x for a 64-channel 128x128 layer at
+batch 8 and 2x at 256x256 (`experiments/benchmarks.md`), while YNNPACK stays
+faster for the forward pass, the input gradient and small activations.
+
+`conv_general_dilated` here has the same forward pass and input gradient as
+`lax.conv_general_dilated`. Where the output has at least `MIN_SLICED_AREA`
+pixels and the backend is CPU, its custom VJP computes the weight gradient in
+slices of at most `EIGEN_MAX_FEATURES` output channels and images, which XLA
+then runs with Eigen. The values agree with XLA's own gradient up to float
+summation order. Other backends, small outputs and the layouts or options this
+does not handle get XLA's gradient unchanged.
+
+`Conv` is `flax.linen.Conv` with this convolution: same parameters, same names.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+# XLA:CPU sends a convolution to YNNPACK unless both its input and output
+# feature counts are at most this (xla/backends/cpu/ynn_support.cc). For the
+# weight gradient those are the images and the output channels of a slice.
+EIGEN_MAX_FEATURES = 16
+# Output area (pixels) from which the sliced weight gradient is faster on the
+# benchmark machine: 128x128 and up gained, 64x64 with 128 channels lost.
+MIN_SLICED_AREA = 128 * 128
+
+_CHANNELS_LAST = (lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2)))
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                         batch_group_count=1, precision=None, preferred_element_type=None):
+  """`lax.conv_general_dilated`, same arguments and result; see the module docstring."""
+  conv = functools.partial(
+      lax.conv_general_dilated, window_strides=window_strides, padding=padding,
+      lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+      dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
+      batch_group_count=batch_group_count, precision=precision,
+      preferred_element_type=preferred_element_type)
+  if not _slices_weight_gradient(lhs, rhs, conv, dimension_numbers, lhs_dilation,
+                                 feature_group_count, batch_group_count,
+                                 preferred_element_type):
+    return conv(lhs, rhs)
+  return _conv_sliced_weight_gradient(conv, lhs, rhs)
+
+
+def _slices_weight_gradient(lhs, rhs, conv, dimension_numbers, lhs_dilation,
+                            feature_group_count, batch_group_count,
+                            preferred_element_type) -> bool:
+  if lhs.ndim != 4 or rhs.ndim != 4:
+    return False
+  if lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != _CHANNELS_LAST:
+    return False
+  if feature_group_count != 1 or batch_group_count != 1 or preferred_element_type is not None:
+    return False
+  if lhs_dilation is not None and any(d != 1 for d in lhs_dilation):
+    return False
+  if lhs.dtype != jnp.float32 or rhs.dtype != jnp.float32:
+    return False  # XLA:CPU's YNNPACK path takes float32 convolutions only.
+  if max(lhs.shape[0], rhs.shape[3]) <= EIGEN_MAX_FEATURES:
+    return False  # Already one Eigen convolution.
+  out = jax.eval_shape(conv, lhs, rhs)
+  return out.shape[1] * out.shape[2] >= MIN_SLICED_AREA
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _conv_sliced_weight_gradient(conv, lhs, rhs):
+  return conv(lhs, rhs)
+
+
+def _forward(conv, lhs, rhs):
+  return conv(lhs, rhs), (lhs, rhs)
+
+
+def _backward(conv, residuals, grad):
+  lhs, rhs = residuals
+  lhs_grad = jax.vjp(lambda x: conv(x, rhs), lhs)[1](grad)[0]
+  rhs_grad = lax.platform_dependent(
+      lhs, rhs, grad, cpu=functools.partial(_sliced_kernel_gradient, conv),
+      default=functools.partial(_kernel_gradient, conv))
+  return lhs_grad, rhs_grad
+
+
+_conv_sliced_weight_gradient.defvjp(_forward, _backward)
+
+
+def _kernel_gradient(conv, lhs, rhs, grad):
+  return jax.vjp(lambda kernel: conv(lhs, kernel), rhs)[1](grad)[0]
+
+
+def _sliced_kernel_gradient(conv, lhs, rhs, grad):
+  """The kernel gradient as a sum over image slices of output-channel slices."""
+  step = EIGEN_MAX_FEATURES
+  columns = []
+  for first in range(0, rhs.shape[3], step):
+    channels = slice(first, first + step)
+    column = None
+    for start in range(0, lhs.shape[0], step):
+      images = slice(start, start + step)
+      part = _kernel_gradient(conv, lhs[images], rhs[..., channels], grad[images, ..., channels])
+      column = part if column is None else column + part
+    columns.append(column)
+  return jnp.concatenate(columns, axis=3)
+
+
+Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
