@@ -10,9 +10,11 @@ faster for the forward pass, the input gradient and small activations.
 
 `conv_general_dilated` here has the same forward pass and input gradient as
 `lax.conv_general_dilated`. Where the output has at least `MIN_SLICED_AREA`
-pixels and the backend is CPU, its custom VJP computes the weight gradient in
-slices of at most `EIGEN_MAX_FEATURES` output channels and images, which XLA
-then runs with Eigen. The values agree with XLA's own gradient up to float
+pixels, the batch at most `EIGEN_MAX_FEATURES` images and the backend is CPU,
+its custom VJP computes the weight gradient in slices of at most
+`EIGEN_MAX_FEATURES` output channels, which XLA then runs with Eigen. (Larger
+batches are left alone: slicing a batch that is split over devices would move
+images between them.) The values agree with XLA's own gradient up to float
 summation order. Other backends, small outputs and the layouts or options this
 does not handle get XLA's gradient unchanged.
 
@@ -36,7 +38,7 @@ EIGEN_MAX_FEATURES = 16
 # benchmark machine: 128x128 and up gained, 64x64 with 128 channels lost.
 MIN_SLICED_AREA = 128 * 128
 
-_CHANNELS_LAST = (lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2)))
+_CHANNELS_LAST = lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
@@ -69,8 +71,8 @@ def _slices_weight_gradient(lhs, rhs, conv, dimension_numbers, lhs_dilation,
     return False
   if lhs.dtype != jnp.float32 or rhs.dtype != jnp.float32:
     return False  # XLA:CPU's YNNPACK path takes float32 convolutions only.
-  if max(lhs.shape[0], rhs.shape[3]) <= EIGEN_MAX_FEATURES:
-    return False  # Already one Eigen convolution.
+  if lhs.shape[0] > EIGEN_MAX_FEATURES or rhs.shape[3] <= EIGEN_MAX_FEATURES:
+    return False  # Too many images to slice by channel alone, or already one Eigen convolution.
   out = jax.eval_shape(conv, lhs, rhs)
   return out.shape[1] * out.shape[2] >= MIN_SLICED_AREA
 
@@ -101,18 +103,11 @@ def _kernel_gradient(conv, lhs, rhs, grad):
 
 
 def _sliced_kernel_gradient(conv, lhs, rhs, grad):
-  """The kernel gradient as a sum over image slices of output-channel slices."""
-  step = EIGEN_MAX_FEATURES
-  columns = []
-  for first in range(0, rhs.shape[3], step):
-    channels = slice(first, first + step)
-    column = None
-    for start in range(0, lhs.shape[0], step):
-      images = slice(start, start + step)
-      part = _kernel_gradient(conv, lhs[images], rhs[..., channels], grad[images, ..., channels])
-      column = part if column is None else column + part
-    columns.append(column)
-  return jnp.concatenate(columns, axis=3)
+  """The kernel gradient, `EIGEN_MAX_FEATURES` output channels at a time."""
+  slices = [slice(first, first + EIGEN_MAX_FEATURES)
+            for first in range(0, rhs.shape[3], EIGEN_MAX_FEATURES)]
+  return jnp.concatenate([_kernel_gradient(conv, lhs, rhs[..., channels], grad[..., channels])
+                          for channels in slices], axis=3)
 
 
 Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
