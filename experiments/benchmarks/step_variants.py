@@ -24,6 +24,7 @@ sys.path.insert(0, HERE)
 
 import jax  # noqa: E402
 
+import alternate  # noqa: E402
 import conv_transpose_ops  # noqa: E402
 from segjax import benchmark, config as config_lib, sharding as sharding_lib, train  # noqa: E402
 from segjax.data import pipeline  # noqa: E402
@@ -95,32 +96,8 @@ def main():
   if args.torch:
     from benchmarks import torch_models
     torch_trainer = torch_models.TorchTrainer(config, 2, 3, host)
-  times = {name: [] for name in names + ["torch"] * args.torch}
-  cpu = {name: [] for name in times}
-  losses = {name: [] for name in names}
-  for index in range(args.warmup + args.steps):
-    for name in names:
-      compiled, state, batch = steps[name]
-      t, c = time.perf_counter(), time.process_time()
-      state, metrics = compiled(state, batch)
-      jax.block_until_ready((state, metrics))
-      if index >= args.warmup:
-        times[name].append(time.perf_counter() - t)
-        cpu[name].append(time.process_time() - c)
-      losses[name].append(float(metrics["loss"]))
-      steps[name][1] = state
-    if torch_trainer is not None:
-      c = time.process_time()
-      seconds, loss = torch_trainer.step()
-      if index >= args.warmup:
-        times["torch"].append(seconds)
-        cpu["torch"].append(time.process_time() - c)
-  base = statistics.median(times[names[0]])
-  for name in names:
-    med = statistics.median(times[name])
-    print(f"{name:10s} median {med:.3f} s (min {min(times[name]):.3f}), "
-          f"{statistics.median(cpu[name]):.2f} CPU-s, speed-up vs {names[0]} {base / med:.2f}x; "
-          f"losses {[round(v, 4) for v in losses[name][:4]]}", flush=True)
+  times, cpu, losses = alternate.run(steps, args.warmup, args.steps, torch_trainer)
+  alternate.report(times, cpu, losses)
   if torch_trainer is not None:
     med = statistics.median(times["torch"])
     print(f"{'torch':10s} median {med:.3f} s (min {min(times['torch']):.3f}), "

@@ -14,16 +14,18 @@ steps are printed to show both variants train the same way.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+sys.path.insert(0, HERE)
 
 import jax  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+import alternate  # noqa: E402
 from segjax import benchmark, sharding as sharding_lib, train  # noqa: E402
 from segjax.models import convolution  # noqa: E402
 
@@ -56,25 +58,7 @@ def main(argv):
     print(f"{name}: compiled in {time.perf_counter() - start:.1f} s, "
           f"{benchmark.cost_flops(compiled) / 1e9:.1f} GFLOP per step (XLA)", flush=True)
     steps[name] = [compiled, trainer.state, batch]
-  times = {name: [] for name in steps}
-  cpu = {name: [] for name in steps}
-  losses = {name: [] for name in steps}
-  for index in range(_WARMUP.value + _STEPS.value):
-    for name, (compiled, state, batch) in steps.items():
-      wall, process = time.perf_counter(), time.process_time()
-      state, metrics = compiled(state, batch)
-      jax.block_until_ready((state, metrics))
-      if index >= _WARMUP.value:
-        times[name].append(time.perf_counter() - wall)
-        cpu[name].append(time.process_time() - process)
-      losses[name].append(float(metrics["loss"]))
-      steps[name][1] = state
-  base = statistics.median(times["xla"])
-  for name in steps:
-    median = statistics.median(times[name])
-    print(f"{name:7s} median {median:.3f} s (min {min(times[name]):.3f}), "
-          f"{statistics.median(cpu[name]):.2f} CPU-s, speed-up vs xla {base / median:.2f}x; "
-          f"losses {[round(v, 4) for v in losses[name][:4]]}", flush=True)
+  alternate.report(*alternate.run(steps, _WARMUP.value, _STEPS.value))
   print(f"load average {os.getloadavg()}")
 
 
