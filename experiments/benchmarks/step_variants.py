@@ -27,7 +27,6 @@ import jax  # noqa: E402
 import alternate  # noqa: E402
 import conv_transpose_ops  # noqa: E402
 from segjax import benchmark, config as config_lib, sharding as sharding_lib, train  # noqa: E402
-from segjax.data import pipeline  # noqa: E402
 from segjax.models import layers  # noqa: E402
 
 ORIGINAL = layers.conv_transpose
