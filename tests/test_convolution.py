@@ -11,9 +11,9 @@ from segjax.models import convolution
 NHWC = ("NHWC", "HWIO", "NHWC")
 
 
-def _loss(conv, strides):
+def _loss(conv, strides, padding="SAME"):
   def loss(x, kernel):
-    y = conv(x, kernel, strides, "SAME", dimension_numbers=NHWC,
+    y = conv(x, kernel, strides, padding, dimension_numbers=NHWC,
              precision=jax.lax.Precision.HIGHEST)
     return jnp.sum(jnp.sin(y))  # A cotangent that varies per output element.
   return loss
@@ -26,25 +26,25 @@ def _count_convolutions(fn, *args) -> int:
 
 # Output channels above EIGEN_MAX_FEATURES, with a remainder (20 = 16 + 4); the
 # outputs reach MIN_SLICED_AREA.
-@pytest.mark.parametrize("strides,size", [((1, 1), 128), ((2, 2), 256)])
-def test_gradients_match_xla_and_the_weight_gradient_is_sliced(strides, size):
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_gradients_match_xla_and_the_weight_gradient_is_sliced(padding):
   keys = jax.random.split(jax.random.key(0), 2)
-  x = jax.random.normal(keys[0], (12, size, size, 2))
+  x = jax.random.normal(keys[0], (12, 130, 130, 2))
   kernel = jax.random.normal(keys[1], (3, 3, 2, 20))
-  ours = jax.grad(_loss(convolution.conv_general_dilated, strides), (0, 1))
-  reference = jax.grad(_loss(jax.lax.conv_general_dilated, strides), (0, 1))
+  ours = jax.grad(_loss(convolution.conv_general_dilated, (1, 1), padding), (0, 1))
+  reference = jax.grad(_loss(jax.lax.conv_general_dilated, (1, 1), padding), (0, 1))
   for got, want in zip(jax.jit(ours)(x, kernel), jax.jit(reference)(x, kernel)):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(jnp.abs(want).max()))
   # 2 output-channel slices, against XLA's single weight-gradient convolution.
   assert _count_convolutions(ours, x, kernel) == _count_convolutions(reference, x, kernel) + 1
 
 
-@pytest.mark.parametrize("batch,size", [(12, 64), (20, 128)])
-def test_small_outputs_and_large_batches_keep_xla_gradient(batch, size):
+@pytest.mark.parametrize("batch,size,stride", [(12, 64, 1), (20, 128, 1), (12, 256, 2)])
+def test_small_outputs_large_batches_and_strides_keep_xla_gradient(batch, size, stride):
   x = jnp.ones((batch, size, size, 2))
   kernel = jnp.ones((3, 3, 2, 20))
-  ours = jax.grad(_loss(convolution.conv_general_dilated, (1, 1)), (0, 1))
-  reference = jax.grad(_loss(jax.lax.conv_general_dilated, (1, 1)), (0, 1))
+  ours = jax.grad(_loss(convolution.conv_general_dilated, (stride, stride)), (0, 1))
+  reference = jax.grad(_loss(jax.lax.conv_general_dilated, (stride, stride)), (0, 1))
   assert _count_convolutions(ours, x, kernel) == _count_convolutions(reference, x, kernel)
 
 

@@ -3,15 +3,16 @@
 XLA computes the weight gradient of a convolution as another convolution whose
 window is the whole activation and whose contraction runs over the batch. On
 CPU, jaxlib 0.10 hands every convolution with more than 16 input or output
-features to YNNPACK, and the rest to its Eigen kernel; for these whole-image
-windows Eigen's kernel is faster, about 1.4x for a 64-channel 128x128 layer at
-batch 8 and 2x at 256x256 (`experiments/benchmarks.md`), while YNNPACK stays
-faster for the forward pass, the input gradient and small activations.
+features to YNNPACK, and the rest to its Eigen kernel. For the whole-image
+windows of large stride-1 layers Eigen's kernel is often much faster: 183 ->
+69 ms for a 64-channel 128x128 layer at batch 8, 426 -> 169 ms for a 128-channel
+one at batch 4 (`experiments/benchmarks.md`). YNNPACK stays faster for the
+forward pass, the input gradient, small activations and strided layers.
 
 `conv_general_dilated` here has the same forward pass and input gradient as
-`lax.conv_general_dilated`. Where the output has at least `MIN_SLICED_AREA`
-pixels, the batch at most `EIGEN_MAX_FEATURES` images and the backend is CPU,
-its custom VJP computes the weight gradient in slices of at most
+`lax.conv_general_dilated`. Where the convolution has stride 1, the output at
+least `MIN_SLICED_AREA` pixels, the batch at most `EIGEN_MAX_FEATURES` images
+and the backend is CPU, its custom VJP computes the weight gradient in slices of at most
 `EIGEN_MAX_FEATURES` output channels, which XLA then runs with Eigen. (Larger
 batches are left alone: slicing a batch that is split over devices would move
 images between them.) The values agree with XLA's own gradient up to float
@@ -35,7 +36,8 @@ from jax import lax
 # weight gradient those are the images and the output channels of a slice.
 EIGEN_MAX_FEATURES = 16
 # Output area (pixels) from which the sliced weight gradient is faster on the
-# benchmark machine: 128x128 and up gained, 64x64 with 128 channels lost.
+# benchmark machine: at 128x128 and up it gained in 7 of 8 layers (0.91x to
+# 2.64x), at 64x64 with 128 channels it lost (0.60x to 0.98x).
 MIN_SLICED_AREA = 128 * 128
 
 _CHANNELS_LAST = lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
@@ -51,15 +53,15 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
       dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
       batch_group_count=batch_group_count, precision=precision,
       preferred_element_type=preferred_element_type)
-  if not _slices_weight_gradient(lhs, rhs, conv, dimension_numbers, lhs_dilation,
-                                 feature_group_count, batch_group_count,
+  if not _slices_weight_gradient(lhs, rhs, conv, window_strides, dimension_numbers, lhs_dilation,
+                                 rhs_dilation, feature_group_count, batch_group_count,
                                  preferred_element_type):
     return conv(lhs, rhs)
   return _conv_sliced_weight_gradient(conv, lhs, rhs)
 
 
-def _slices_weight_gradient(lhs, rhs, conv, dimension_numbers, lhs_dilation,
-                            feature_group_count, batch_group_count,
+def _slices_weight_gradient(lhs, rhs, conv, window_strides, dimension_numbers, lhs_dilation,
+                            rhs_dilation, feature_group_count, batch_group_count,
                             preferred_element_type) -> bool:
   if lhs.ndim != 4 or rhs.ndim != 4:
     return False
@@ -67,8 +69,12 @@ def _slices_weight_gradient(lhs, rhs, conv, dimension_numbers, lhs_dilation,
     return False
   if feature_group_count != 1 or batch_group_count != 1 or preferred_element_type is not None:
     return False
-  if lhs_dilation is not None and any(d != 1 for d in lhs_dilation):
+  # Strided (e.g. 256x256 -> 128x128 at batch 4: 107 -> 139 ms) or dilated: no gain.
+  if any(s != 1 for s in window_strides):
     return False
+  for dilation in (lhs_dilation, rhs_dilation):
+    if dilation is not None and any(d != 1 for d in dilation):
+      return False
   if lhs.dtype != jnp.float32 or rhs.dtype != jnp.float32:
     return False  # XLA:CPU's YNNPACK path takes float32 convolutions only.
   if lhs.shape[0] > EIGEN_MAX_FEATURES or rhs.shape[3] <= EIGEN_MAX_FEATURES:
