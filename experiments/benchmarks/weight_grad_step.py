@@ -6,7 +6,7 @@ gradient (`segjax.models.convolution`), alternating step by step in one process.
 
 Both steps are built as `segjax.benchmark` builds them (train.create_model,
 train.Trainer, the same synthetic batch, the same initial parameters); the
-"xla" variant sets `convolution.MIN_SLICED_AREA` out of reach while it is traced,
+"xla" variant sets `convolution.MIN_SLICED_GRADIENT_BYTES` out of reach while it is traced,
 so every convolution keeps XLA's own weight gradient. The losses of the first
 steps are printed to show both variants train the same way.
 """
@@ -45,8 +45,8 @@ def main(argv):
         f"load average {os.getloadavg()}", flush=True)
   host = benchmark.synthetic_batch(config.batch_size, size, size, channels, num_classes)
   steps = {}
-  for name, area in (("xla", 1 << 62), ("sliced", convolution.MIN_SLICED_AREA)):
-    default, convolution.MIN_SLICED_AREA = convolution.MIN_SLICED_AREA, area
+  for name, area in (("xla", 1 << 62), ("sliced", convolution.MIN_SLICED_GRADIENT_BYTES)):
+    default, convolution.MIN_SLICED_GRADIENT_BYTES = convolution.MIN_SLICED_GRADIENT_BYTES, area
     try:
       trainer = train.Trainer(config, train.create_model(config, num_classes), num_classes,
                               (size, size, channels), config.dataset.ignore_index)
@@ -54,7 +54,7 @@ def main(argv):
       start = time.perf_counter()
       compiled = trainer.train_step.lower(trainer.state, batch).compile()
     finally:
-      convolution.MIN_SLICED_AREA = default
+      convolution.MIN_SLICED_GRADIENT_BYTES = default
     print(f"{name}: compiled in {time.perf_counter() - start:.1f} s, "
           f"{benchmark.cost_flops(compiled) / 1e9:.1f} GFLOP per step (XLA)", flush=True)
     steps[name] = [compiled, trainer.state, batch]

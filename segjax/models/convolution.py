@@ -7,17 +7,17 @@ features to YNNPACK, and the rest to its Eigen kernel. For the whole-image
 windows of large stride-1 layers Eigen's kernel is often much faster: 183 ->
 69 ms for a 64-channel 128x128 layer at batch 8, 426 -> 169 ms for a 128-channel
 one at batch 4 (`experiments/benchmarks.md`). YNNPACK stays faster for the
-forward pass, the input gradient, small activations and strided layers.
+forward pass, the input gradient, smaller layers and strided layers.
 
 `conv_general_dilated` here has the same forward pass and input gradient as
-`lax.conv_general_dilated`. Where the convolution has stride 1, the output at
-least `MIN_SLICED_AREA` pixels, the batch at most `EIGEN_MAX_FEATURES` images
-and the backend is CPU, its custom VJP computes the weight gradient in slices of at most
+`lax.conv_general_dilated`. Where the convolution has stride 1, its output
+(hence its output gradient) at least `MIN_SLICED_GRADIENT_BYTES`, the batch at
+most `EIGEN_MAX_FEATURES` images and the backend is CPU, its custom VJP computes the weight gradient in slices of at most
 `EIGEN_MAX_FEATURES` output channels, which XLA then runs with Eigen. (Larger
 batches are left alone: slicing a batch that is split over devices would move
 images between them.) The values agree with XLA's own gradient up to float
-summation order. Other backends, small outputs and the layouts or options this
-does not handle get XLA's gradient unchanged.
+summation order. Other backends, smaller outputs and the layouts or options
+this does not handle get XLA's gradient unchanged.
 
 `Conv` is `flax.linen.Conv` with this convolution: same parameters, same names.
 """
@@ -35,10 +35,13 @@ from jax import lax
 # feature counts are at most this (xla/backends/cpu/ynn_support.cc). For the
 # weight gradient those are the images and the output channels of a slice.
 EIGEN_MAX_FEATURES = 16
-# Output area (pixels) from which the sliced weight gradient is faster on the
-# benchmark machine: at 128x128 and up it gained in 7 of 8 layers (0.91x to
-# 2.64x), at 64x64 with 128 channels it lost (0.60x to 0.98x).
-MIN_SLICED_AREA = 128 * 128
+# Output size from which the sliced weight gradient is used. On the benchmark
+# machine (32 MiB of L3 cache) YNNPACK's weight gradient ran at 45 to 53
+# GFLOP/s for the stride-1 layers with outputs of 32 MiB and more, and Eigen's
+# sliced one was 1.0x to 2.6x faster; for outputs of 8 to 16 MiB YNNPACK ran at
+# 92 to 124 GFLOP/s and the sliced one was 0.60x to 1.12x as fast
+# (experiments/benchmarks/weight_grad_ops.log).
+MIN_SLICED_GRADIENT_BYTES = 32 * 2**20
 
 _CHANNELS_LAST = lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
 
@@ -80,7 +83,7 @@ def _slices_weight_gradient(lhs, rhs, conv, window_strides, dimension_numbers, l
   if lhs.shape[0] > EIGEN_MAX_FEATURES or rhs.shape[3] <= EIGEN_MAX_FEATURES:
     return False  # Too many images to slice by channel alone, or already one Eigen convolution.
   out = jax.eval_shape(conv, lhs, rhs)
-  return out.shape[1] * out.shape[2] >= MIN_SLICED_AREA
+  return out.size * out.dtype.itemsize >= MIN_SLICED_GRADIENT_BYTES
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
