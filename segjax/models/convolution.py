@@ -12,8 +12,9 @@ forward pass, the input gradient, smaller layers and strided layers.
 `conv_general_dilated` here has the same forward pass and input gradient as
 `lax.conv_general_dilated`. Where the convolution has stride 1, its output
 (hence its output gradient) at least `MIN_SLICED_GRADIENT_BYTES`, the batch at
-most `EIGEN_MAX_FEATURES` images and the backend is CPU, its custom VJP computes the weight gradient in slices of at most
-`EIGEN_MAX_FEATURES` output channels, which XLA then runs with Eigen. (Larger
+most `EIGEN_MAX_FEATURES` images and the backend is CPU, its custom VJP
+computes the weight gradient in slices of at most `EIGEN_MAX_FEATURES` output
+channels, which XLA then runs with Eigen. (Larger
 batches are left alone: slicing a batch that is split over devices would move
 images between them.) The values agree with XLA's own gradient up to float
 summation order. Other backends, smaller outputs and the layouts or options
@@ -39,7 +40,7 @@ EIGEN_MAX_FEATURES = 16
 # machine (32 MiB of L3 cache) YNNPACK's weight gradient ran at 45 to 53
 # GFLOP/s for the stride-1 layers with outputs of 32 MiB and more, and Eigen's
 # sliced one was 1.0x to 2.6x faster; for outputs of 8 to 16 MiB YNNPACK ran at
-# 92 to 124 GFLOP/s and the sliced one was 0.60x to 1.12x as fast
+# 92 to 178 GFLOP/s and the sliced one was 0.60x to 1.12x as fast
 # (experiments/benchmarks/weight_grad_ops.log).
 MIN_SLICED_GRADIENT_BYTES = 32 * 2**20
 
