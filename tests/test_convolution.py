@@ -1,4 +1,4 @@
-"""`convolution.conv_general_dilated` (sliced weight gradient) against `lax.conv_general_dilated`."""
+"""`convolution.conv_general_dilated` (sliced weight gradient) against XLA's own gradient."""
 
 import flax.linen as nn
 import jax
