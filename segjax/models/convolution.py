@@ -7,17 +7,17 @@ features to YNNPACK, and the rest to its Eigen kernel. For the whole-image
 windows of large stride-1 layers Eigen's kernel is often much faster: 183 ->
 69 ms for a 64-channel 128x128 layer at batch 8, 426 -> 169 ms for a 128-channel
 one at batch 4 (`experiments/benchmarks.md`). YNNPACK stays faster for the
-forward pass, the input gradient, smaller layers and strided layers.
+forward pass and the input gradient; for smaller and strided layers Eigen did
+not gain consistently.
 
 `conv_general_dilated` here has the same forward pass and input gradient as
 `lax.conv_general_dilated`. Where the convolution has stride 1, its output
 (hence its output gradient) at least `MIN_SLICED_GRADIENT_BYTES`, the batch at
 most `EIGEN_MAX_FEATURES` images and the backend is CPU, its custom VJP
 computes the weight gradient in slices of at most `EIGEN_MAX_FEATURES` output
-channels, which XLA then runs with Eigen. (Larger
-batches are left alone: slicing a batch that is split over devices would move
-images between them.) The values agree with XLA's own gradient up to float
-summation order. Other backends, smaller outputs and the layouts or options
+channels, which XLA then runs with Eigen. (Larger batches are left alone:
+slicing a batch that is split over devices would move images between them.)
+The values agree with XLA's own gradient up to float summation order. Other backends, smaller outputs and the layouts or options
 this does not handle get XLA's gradient unchanged.
 
 `Conv` is `flax.linen.Conv` with this convolution: same parameters, same names.
@@ -51,22 +51,20 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          batch_group_count=1, precision=None, preferred_element_type=None):
   """`lax.conv_general_dilated`, same arguments and result; see the module docstring."""
-  conv = functools.partial(
-      lax.conv_general_dilated, window_strides=window_strides, padding=padding,
-      lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-      dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
-      batch_group_count=batch_group_count, precision=precision,
-      preferred_element_type=preferred_element_type)
-  if not _slices_weight_gradient(lhs, rhs, conv, window_strides, dimension_numbers, lhs_dilation,
-                                 rhs_dilation, feature_group_count, batch_group_count,
-                                 preferred_element_type):
+  options = dict(window_strides=window_strides, padding=padding, lhs_dilation=lhs_dilation,
+                 rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+                 feature_group_count=feature_group_count, batch_group_count=batch_group_count,
+                 precision=precision, preferred_element_type=preferred_element_type)
+  conv = functools.partial(lax.conv_general_dilated, **options)
+  if not _slices_weight_gradient(lhs, rhs, conv, **options):
     return conv(lhs, rhs)
   return _conv_sliced_weight_gradient(conv, lhs, rhs)
 
 
-def _slices_weight_gradient(lhs, rhs, conv, window_strides, dimension_numbers, lhs_dilation,
-                            rhs_dilation, feature_group_count, batch_group_count,
-                            preferred_element_type) -> bool:
+def _slices_weight_gradient(lhs, rhs, conv, *, window_strides, lhs_dilation, rhs_dilation,
+                            dimension_numbers, feature_group_count, batch_group_count,
+                            preferred_element_type, **unused) -> bool:
+  del unused  # Padding and precision do not change the choice.
   if lhs.ndim != 4 or rhs.ndim != 4:
     return False
   if lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != _CHANNELS_LAST:
