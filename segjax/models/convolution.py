@@ -17,8 +17,9 @@ most `EIGEN_MAX_FEATURES` images and the backend is CPU, its custom VJP
 computes the weight gradient in slices of at most `EIGEN_MAX_FEATURES` output
 channels, which XLA then runs with Eigen. (Larger batches are left alone:
 slicing a batch that is split over devices would move images between them.)
-The values agree with XLA's own gradient up to float summation order. Other backends, smaller outputs and the layouts or options
-this does not handle get XLA's gradient unchanged.
+The values agree with XLA's own gradient up to float summation order. Other
+backends, smaller outputs and the layouts or options this does not handle get
+XLA's gradient unchanged.
 
 `Conv` is `flax.linen.Conv` with this convolution: same parameters, same names.
 """
