@@ -109,7 +109,7 @@ class ConvAutoencoder(nn.Module):
       for index in (1, 2):
         name = f"conv_{module}_{index}"
         x, kernels[name] = unit(features, strides[index], name)(x, train)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = layers.max_pool(x, (2, 2))
       pools.append(x)
 
     # Decoder: the mirror image; the transposed convolutions reuse the encoder kernels.

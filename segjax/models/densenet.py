@@ -73,7 +73,7 @@ class DenseNetEncoder(nn.Module):
                          name="conv1_conv")(x)
     x = nn.relu(_norm(train, self.dtype, "conv1_bn", self.bn_momentum)(x))
     # Zero padding equals -inf padding here: the input is a ReLU output.
-    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    x = layers.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))
     features = []
     for stage, num_layers in enumerate(self.blocks, start=2):
       if stage > 2:

@@ -47,7 +47,7 @@ class UNet(nn.Module):
     for level in range(self.depth):
       x = double_conv(x, widths[level], f"down{level + 1}")
       skips.append(x)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = layers.max_pool(x, (2, 2))
     x = double_conv(x, widths[self.depth], "bottom")
     for level in reversed(range(self.depth)):
       x = layers.ConvTranspose(widths[level], (2, 2), (2, 2), dtype=self.dtype,

@@ -81,6 +81,6 @@ class VGG16Encoder(nn.Module):
           x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                            epsilon=1e-3, dtype=self.dtype, name=f"{name}_bn")(x)
         x = nn.relu(x)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = layers.max_pool(x, (2, 2))
       pools.append(x)
     return pools
