@@ -5,7 +5,8 @@ when complete, so a run killed mid-save leaves the previous checkpoints as
 they were. A finished checkpoint that no longer restores (a truncated or
 corrupted file) is reported, moved aside (never deleted) and skipped; one
 that is sound but holds a train state unlike the config's (another model or
-optimizer) is an error, and stays where it is. Saves complete in the
+optimizer), or whose state restores but whose data-loader position does not
+(another dataset, split or loader option), is an error, and stays where it is. Saves complete in the
 background; `wait_for_saves` blocks until every save this process started is
 complete, whatever else is failing.
 """
@@ -49,10 +50,17 @@ def wait_for_saves() -> None:
 
 def restore(manager: ocp.CheckpointManager, step: int, abstract_state, data_iterator=None):
   """Restores the state into the shardings of `abstract_state` (and the iterator in place)."""
-  items = {"state": ocp.args.StandardRestore(abstract_state)}
+  state = manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))["state"]
   if data_iterator is not None:
-    items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-  return manager.restore(step, args=ocp.args.Composite(**items))["state"]
+    restore_data_position(manager, step, data_iterator)
+  return state
+
+
+def restore_data_position(manager: ocp.CheckpointManager, step: int, data_iterator) -> None:
+  """Moves `data_iterator` to the position saved at `step`."""
+  manager.restore(step, args=ocp.args.Composite(
+      data=grain.checkpoint.CheckpointRestore(data_iterator)))
 
 
 class CheckpointMismatchError(ValueError):
@@ -83,16 +91,16 @@ def restore_latest_valid(workdir: str, max_to_keep: int, abstract_state, data_it
   """Restores the newest checkpoint that restores; returns (manager, state or None).
 
   Damaged checkpoints are renamed to `damaged_<step>_<time>` in the same folder.
-  With none restored, the data iterator is where it was.
+  The data iterator moves only with a restored state.
 
   Raises:
-    CheckpointMismatchError: a checkpoint is sound but of another train state.
+    CheckpointMismatchError: a checkpoint is sound but of another train state,
+      or its state restores and its data-loader position does not.
   """
-  initial_position = data_iterator.get_state() if data_iterator is not None else None
   manager = create_manager(workdir, max_to_keep)
   for step in sorted(manager.all_steps(), reverse=True):
     try:
-      return manager, restore(manager, step, abstract_state, data_iterator)
+      state = restore(manager, step, abstract_state)
     except Exception as error:  # Orbax and TensorStore raise many kinds.
       directory = os.fspath(manager.directory)
       mismatch = _mismatch(os.path.join(directory, str(step), "state"), abstract_state)
@@ -109,6 +117,16 @@ def restore_latest_valid(workdir: str, max_to_keep: int, abstract_state, data_it
                   os.path.join(directory, f"damaged_{step}_{int(time.time())}"))
       manager.close()
       manager = create_manager(workdir, max_to_keep)
-  if data_iterator is not None:
-    data_iterator.set_state(initial_position)  # A damaged checkpoint may have moved it.
+      continue
+    if data_iterator is not None:
+      try:
+        restore_data_position(manager, step, data_iterator)
+      except Exception as error:  # A restored state is never moved aside.
+        manager.close()
+        raise CheckpointMismatchError(
+            f"checkpoint {os.fspath(manager.directory)}/{step}: the train state restores but "
+            f"the data loader's position does not ({type(error).__name__}: {str(error)[:300]}). "
+            "Was it written with another dataset, split or loader option? Resume with the "
+            "config it was written with, or train in another --workdir") from error
+    return manager, state
   return manager, None

@@ -84,6 +84,18 @@ def test_grayscale(tmp_path):
   assert data.num_channels == 1 and data.train[0]["image"].shape == (SIZE, SIZE, 1)
 
 
+@pytest.mark.parametrize("target", ["face", "parts"])
+def test_sources_describe_themselves_the_same_in_every_load(tmp_path, target):
+  """Grain compares repr(source) with the checkpointed one: no object addresses in it."""
+  write_lfw(tmp_path / "lfw")
+  config = lfw_config(tmp_path, grayscale=True, target=target)
+  first, second = datasets.load(config), datasets.load(config)
+  assert repr(first.train) == repr(second.train) != repr(first.eval)
+  assert " at 0x" not in repr(first.train)
+  assert repr(first.train) != repr(datasets.load(lfw_config(tmp_path, grayscale=True,
+                                                            target="face_hair")).train)
+
+
 def test_missing_mask_and_folder(tmp_path):
   write_lfw(tmp_path / "lfw")
   os.remove(tmp_path / "lfw" / "targets_face_only" / "Person_0003.jpg")

@@ -402,6 +402,23 @@ def test_checkpoint_of_another_train_state_is_an_error_and_stays(tmp_path):
   assert checkpoint_steps(tmp_path) == [5]
 
 
+class OtherSource(Position):
+  """An iterator over another data source: grain refuses the saved position."""
+
+  def set_state(self, state: bytes) -> None:
+    raise ValueError("DataSource in checkpoint does not match datasource in dataloader.")
+
+
+def test_checkpoint_of_another_data_source_is_an_error_and_stays(tmp_path):
+  state = {"w": jnp.arange(4096.0)}
+  save_one(tmp_path, 5, state, position=5)
+  with pytest.raises(checkpointing.CheckpointMismatchError,
+                     match=r"checkpoints/5: the train state restores but the data loader's "
+                           r"position does not \(ValueError: DataSource in checkpoint"):
+    checkpointing.restore_latest_valid(str(tmp_path), 3, state, OtherSource(0), print)
+  assert checkpoint_steps(tmp_path) == [5]
+
+
 def test_second_stop_signal_acts_at_once(monkeypatch):
   """A repeat within REPEAT_AFTER_S is the same stop; a later one is passed on."""
   monkeypatch.setattr(run_control.StopSignal, "REPEAT_AFTER_S", 0.2)

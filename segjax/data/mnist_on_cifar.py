@@ -44,6 +44,10 @@ class MnistOnCifarSource:
   def __len__(self) -> int:
     return len(self.digits)
 
+  def __repr__(self) -> str:  # Stable between runs: grain checks checkpoints against it.
+    return (f"MnistOnCifarSource({self.digits!r}, {self.backgrounds!r}, size={self.size}, "
+            f"target={self.target!r}, split_id={self.split_id})")
+
   def __getitem__(self, index: int) -> dict:
     index = int(index)
     rng = np.random.default_rng([SEED, self.split_id, index])

@@ -6,6 +6,7 @@ They are plain picklable classes, so grain worker processes can use them.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Sequence
 
 import numpy as np
@@ -38,6 +39,12 @@ class LabelMapSource:
   def __len__(self) -> int:
     return len(self.source)
 
+  def __repr__(self) -> str:
+    # Grain checks a checkpointed loader position against repr(source): it must
+    # not change between runs (no object addresses).
+    table = hashlib.sha256(self.table.tobytes()).hexdigest()[:16]
+    return f"LabelMapSource({self.source!r}, table={table}, mask_key={self.mask_key!r})"
+
   def __getitem__(self, index: int) -> dict:
     record = self.source[index]
     image = np.asarray(record["image"])
@@ -58,6 +65,9 @@ class GrayscaleSource:
 
   def __len__(self) -> int:
     return len(self.source)
+
+  def __repr__(self) -> str:  # Stable between runs, as LabelMapSource's.
+    return f"GrayscaleSource({self.source!r})"
 
   def __getitem__(self, index: int) -> dict:
     record = dict(self.source[index])
