@@ -78,6 +78,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.dtype = "float32"                  # Compute dtype ("bfloat16": fp32 parameters).
   c.grad_accum_steps = 1               # Micro-batches per step (batch_size divides by it).
   c.ema_decay = 0.0                    # > 0: evaluate an exponential moving average of params.
+  c.eval_flip = False                  # True: evaluate on the mean of image and mirror logits.
   c.skip_nonfinite = False             # True: skip (and count) non-finite updates, else stop.
 
   c.learning_rate = 1e-3

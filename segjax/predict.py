@@ -68,7 +68,8 @@ class Predictor:
     self.state = checkpointing.restore(manager, step, abstract)
     self.step = step
     self._probabilities = jax.jit(functools.partial(
-        train.predict_probabilities, normalization=self.config.dataset.normalization))
+        train.predict_probabilities, normalization=self.config.dataset.normalization,
+        flip=self.config.get("eval_flip", False)))  # Runs from before the option: no flip.
 
   def load_image(self, path: str) -> np.ndarray:
     """uint8 (H, W, C) with the run's channel count, or a ValueError naming the file."""

@@ -169,8 +169,24 @@ def _inference_variables(state: TrainState) -> dict:
   return {"params": params, "batch_stats": state.batch_stats}
 
 
+def inference_logits(state: TrainState, images: jax.Array, flip: bool = False) -> jax.Array:
+  """Logits of normalised images; `flip`: averaged with those of the mirrored images.
+
+  The flip is test-time augmentation (mmsegmentation's `flip=True`): the model
+  also sees each image mirrored left to right, its logits are mirrored back and
+  the two are averaged.
+  """
+  variables = _inference_variables(state)
+  logits = state.apply_fn(variables, images, train=False)
+  if flip:
+    mirrored = state.apply_fn(variables, images[:, :, ::-1], train=False)
+    logits = (logits + mirrored[:, :, ::-1]) / 2
+  return logits
+
+
 def eval_step(state: TrainState, batch: dict, totals: dict, *, objective: losses.Objective,
-              ignore_index: int, num_classes: int, normalization: str = "unit") -> dict:
+              ignore_index: int, num_classes: int, normalization: str = "unit",
+              flip: bool = False) -> dict:
   """Adds a batch's confusion matrix and loss sums to `totals`.
 
   Args:
@@ -178,11 +194,12 @@ def eval_step(state: TrainState, batch: dict, totals: dict, *, objective: losses
       (False for padding examples, which count nowhere).
     totals: "confusion" int32 (C, C); "loss_sums" and "loss_normalisers", a
       float32 scalar per loss of the objective.
+    flip: average with the mirrored images' logits (`inference_logits`).
   """
   images = normalize.normalize_images(batch["image"], normalization)
   labels = batch["mask"].astype(jnp.int32)
   valid = (labels != ignore_index) & batch["valid"][:, None, None]
-  logits = state.apply_fn(_inference_variables(state), images, train=False)
+  logits = inference_logits(state, images, flip)
   confusion = metrics_lib.confusion_matrix(labels, losses.predicted_classes(logits), valid,
                                            num_classes)
   add = lambda a, b: jax.tree.map(jnp.add, a, b)
@@ -192,11 +209,10 @@ def eval_step(state: TrainState, batch: dict, totals: dict, *, objective: losses
                                   objective.normalisers(labels, valid))}
 
 
-def predict_probabilities(state: TrainState, images: jax.Array,
-                          normalization: str = "unit") -> jax.Array:
+def predict_probabilities(state: TrainState, images: jax.Array, normalization: str = "unit",
+                          flip: bool = False) -> jax.Array:
   """uint8 (N, H, W, C) -> float32 (N, H, W, max(num_classes, 2)) class probabilities."""
-  logits = state.apply_fn(_inference_variables(state),
-                          normalize.normalize_images(images, normalization), train=False)
+  logits = inference_logits(state, normalize.normalize_images(images, normalization), flip)
   return losses.probabilities(logits)
 
 
@@ -230,11 +246,13 @@ class Trainer:
         out_shardings=(self.state_sharding, self.replicated), donate_argnums=0)
     self.eval_step = jax.jit(
         functools.partial(eval_step, objective=self.objective, ignore_index=ignore_index,
-                          num_classes=num_classes, normalization=normalization),
+                          num_classes=num_classes, normalization=normalization,
+                          flip=config.eval_flip),
         in_shardings=(self.state_sharding, self.batch_sharding, self.replicated),
         out_shardings=self.replicated, donate_argnums=2)
     self.predict = jax.jit(
-        lambda state, images: jnp.argmax(predict_probabilities(state, images, normalization), -1),
+        lambda state, images: jnp.argmax(
+            predict_probabilities(state, images, normalization, config.eval_flip), -1),
         out_shardings=self.replicated)
 
   def evaluate(self, state: TrainState, eval_batches) -> tuple[dict, dict]:

@@ -71,6 +71,19 @@ def test_second_invocation_resumes_at_saved_step(trained, capsys):
   assert os.path.exists(os.path.join(workdir, "config_resumed_at_step_6.json"))
 
 
+def test_grayscale_run_resumes_from_its_checkpoint(config, tmp_path, capsys):
+  """The grayscale wrapper has a repr that is the same in every run: grain checks it."""
+  workdir = str(tmp_path / "gray")
+  config.dataset.grayscale = True
+  config.num_train_steps = 3
+  train.train_and_evaluate(config, workdir)
+  config.num_train_steps = 4
+  train.train_and_evaluate(config, workdir)
+  out = capsys.readouterr().out
+  assert "resumed from" in out and "damaged" not in out, out
+  assert checkpoint_steps(workdir) == [3, 4]
+
+
 def test_eval_covers_split_exactly_once(trained, tfds_dir):
   """200 validation images in batches of 16: the padded last batch counts 8 images."""
   config, workdir, final = trained
@@ -117,3 +130,37 @@ def test_predict_command_line(trained, tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   assert "1 of 1 images" in result.stdout
   assert (tmp_path / "out" / "face_mask.png").exists()
+
+
+def test_flip_evaluation_averages_image_and_mirror(trained):
+  from segjax import predict
+  _, workdir, _ = trained
+  state = predict.Predictor(workdir).state
+  images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
+  mirrored = images[:, :, ::-1]
+  plain = np.asarray(train.inference_logits(state, images))
+  plain_of_mirrored = np.asarray(train.inference_logits(state, mirrored))
+  flipped = np.asarray(train.inference_logits(state, images, flip=True))
+  np.testing.assert_allclose(flipped, (plain + plain_of_mirrored[:, :, ::-1]) / 2,
+                             rtol=1e-5, atol=1e-6)
+  # The model alone is not mirror-symmetric; with the flip its prediction is.
+  assert not np.allclose(plain_of_mirrored, plain[:, :, ::-1], atol=1e-3)
+  np.testing.assert_allclose(np.asarray(train.inference_logits(state, mirrored, flip=True)),
+                             flipped[:, :, ::-1], rtol=1e-5, atol=1e-6)
+
+
+def test_finished_run_evaluates_again_with_flip(trained, tmp_path, capsys):
+  import shutil
+  config, workdir, _ = trained
+  config = config.copy_and_resolve_references()
+  config.num_train_steps = max(checkpoint_steps(workdir))  # Nothing left to train.
+  results = {}
+  for flip in (False, True):
+    copy = str(tmp_path / f"flip_{flip}")
+    shutil.copytree(workdir, copy)
+    config.eval_flip = flip
+    results[flip] = train.train_and_evaluate(config, copy)
+    assert "final eval" in capsys.readouterr().out
+    assert max(checkpoint_steps(copy)) == config.num_train_steps  # No training step ran.
+  assert results[True]["loss"] != results[False]["loss"]
+  assert 0.0 <= results[True]["pixel_accuracy"] <= 1.0
