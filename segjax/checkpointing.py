@@ -48,6 +48,16 @@ def wait_for_saves() -> None:
     _saving.discard(manager)
 
 
+def find_step(manager: ocp.CheckpointManager, step: int | None = None) -> int:
+  """`step`, or the latest step when None; a FileNotFoundError when there is no such checkpoint."""
+  step = manager.latest_step() if step is None else step
+  if step is None or step not in manager.all_steps():
+    raise FileNotFoundError(f"no checkpoint{'' if step is None else f' at step {step}'} in "
+                            f"{os.fspath(manager.directory)} (steps there: "
+                            f"{list(manager.all_steps())})")
+  return step
+
+
 def restore(manager: ocp.CheckpointManager, step: int, abstract_state, data_iterator=None):
   """Restores the state into the shardings of `abstract_state` (and the iterator in place)."""
   state = manager.restore(

@@ -25,6 +25,19 @@ def default_workdir(config_flag_value: str) -> str:
   return os.path.join("runs", name)
 
 
+def read_run(workdir: str) -> tuple[ml_collections.ConfigDict, dict]:
+  """The config and the labels.json of a training run's workdir."""
+  config_path = os.path.join(workdir, "config.json")
+  labels_path = os.path.join(workdir, LABELS_FILE)
+  for path in (config_path, labels_path):
+    if not os.path.exists(path):
+      raise FileNotFoundError(f"{path} not found: is {workdir} the workdir of a training run?")
+  with open(config_path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  with open(labels_path) as f:
+    return config, json.load(f)
+
+
 def write_config(config: ml_collections.ConfigDict, workdir: str, step: int) -> None:
   """Writes config.json; a resumed run with a changed config keeps the old file."""
   if jax.process_index() != 0:

@@ -13,13 +13,11 @@ skipped; the exit status is then 1.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from absl import app, flags, logging
 from PIL import Image
@@ -40,20 +38,9 @@ class Predictor:
   """A trained model restored from a workdir."""
 
   def __init__(self, workdir: str, step: int | None = None):
-    config_path = os.path.join(workdir, "config.json")
-    labels_path = os.path.join(workdir, outputs.LABELS_FILE)
-    for path in (config_path, labels_path):
-      if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: is {workdir} the workdir of a training run?")
-    with open(config_path) as f:
-      self.config = ml_collections.ConfigDict(json.load(f))
-    with open(labels_path) as f:
-      self.labels = json.load(f)
+    self.config, self.labels = outputs.read_run(workdir)
     manager = checkpointing.create_manager(workdir, self.config.max_to_keep)
-    step = manager.latest_step() if step is None else step
-    if step is None or step not in manager.all_steps():
-      raise FileNotFoundError(f"no checkpoint{'' if step is None else f' at step {step}'} in "
-                              f"{workdir}/checkpoints (steps there: {list(manager.all_steps())})")
+    step = checkpointing.find_step(manager, step)
     self.size = pipeline.image_size(self.config.dataset)
     self.num_classes = self.labels["num_classes"]
     self.num_channels = self.labels["num_channels"]

@@ -149,18 +149,34 @@ def test_flip_evaluation_averages_image_and_mirror(trained):
                              flipped[:, :, ::-1], rtol=1e-5, atol=1e-6)
 
 
-def test_finished_run_evaluates_again_with_flip(trained, tmp_path, capsys):
-  import shutil
-  config, workdir, _ = trained
-  config = config.copy_and_resolve_references()
-  config.num_train_steps = max(checkpoint_steps(workdir))  # Nothing left to train.
-  results = {}
-  for flip in (False, True):
-    copy = str(tmp_path / f"flip_{flip}")
-    shutil.copytree(workdir, copy)
-    config.eval_flip = flip
-    results[flip] = train.train_and_evaluate(config, copy)
-    assert "final eval" in capsys.readouterr().out
-    assert max(checkpoint_steps(copy)) == config.num_train_steps  # No training step ran.
-  assert results[True]["loss"] != results[False]["loss"]
-  assert 0.0 <= results[True]["pixel_accuracy"] <= 1.0
+def test_evaluate_reproduces_the_logged_eval_and_adds_flips(trained):
+  from segjax import evaluate
+  _, workdir, _ = trained
+  logged = next(e for e in read_metrics(workdir) if e["split"] == "eval" and e["step"] == 6)
+  result = evaluate.evaluate(workdir, step=6)
+  assert (result["step"], result["split"], result["flip"]) == (6, "validation", False)
+  assert result["pixel_accuracy"] == pytest.approx(logged["pixel_accuracy"], abs=1e-9)
+  assert result["loss"] == pytest.approx(logged["loss"], rel=1e-5)
+  flipped = evaluate.evaluate(workdir, step=6, flip=True)
+  assert flipped["flip"] and flipped["loss"] != pytest.approx(result["loss"], rel=1e-5)
+  with pytest.raises(FileNotFoundError, match=r"no checkpoint at step 5 in .*steps there"):
+    evaluate.evaluate(workdir, step=5)
+
+
+def test_evaluate_command_line(trained, tmp_path):
+  import subprocess
+  import sys
+  _, workdir, _ = trained
+  output = tmp_path / "eval.json"
+  command = [sys.executable, "-m", "segjax.evaluate", "--workdir", workdir, "--step", "6",
+             "--flip", "--output", str(output)]
+  run = lambda: subprocess.run(command, capture_output=True, text=True, timeout=300,
+                               cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  result = run()
+  assert result.returncode == 0, result.stderr[-2000:]
+  last = json.loads(result.stdout.strip().splitlines()[-1])
+  assert (last["step"], last["flip"]) == (6, True) and 0 <= last["pixel_accuracy"] <= 1
+  assert json.loads(output.read_text()) == last
+  again = run()  # The result file is never overwritten.
+  assert again.returncode != 0 and "exists" in again.stderr
+  assert json.loads(output.read_text()) == last
