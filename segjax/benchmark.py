@@ -128,7 +128,6 @@ def run(config, steps: int = 20, warmup: int = 3, compare: str = "",
         log=print) -> dict:
   """Builds and times the train step of `config`; returns the measurements."""
   import jax
-  import numpy as np
 
   from segjax import sharding as sharding_lib
   from segjax import train

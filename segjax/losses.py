@@ -19,7 +19,6 @@ from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import optax
 
 EPSILON = 1e-6
 

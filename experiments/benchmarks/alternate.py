@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
 import time
+from typing import Callable
 
 import jax
+
+from segjax import benchmark, sharding as sharding_lib, train
 
 
 def run(steps: dict, num_warmup: int, num_steps: int, torch_trainer=None):
@@ -53,3 +58,62 @@ def report(times: dict, cpu: dict, losses: dict) -> None:
     print(f"{name:10s} median {median:.3f} s (min {min(times[name]):.3f}), "
           f"{statistics.median(cpu[name]):.2f} CPU-s, speed-up vs {first} {base / median:.2f}x; "
           f"losses {[round(v, 4) for v in losses[name][:4]]}", flush=True)
+
+
+@contextlib.contextmanager
+def replaced(owner, name: str, value):
+  """`owner.name` set to `value` inside the context (a module constant or function)."""
+  original = getattr(owner, name)
+  setattr(owner, name, value)
+  try:
+    yield
+  finally:
+    setattr(owner, name, original)
+
+
+def compile_variants(config, num_classes: int,
+                     variants: dict[str, Callable[[], contextlib.AbstractContextManager]]):
+  """Each variant's step, traced inside its context; returns (steps, host batch).
+
+  steps: name -> [compiled step, state, batch], as `run` takes them. Every variant
+  is built as `segjax.benchmark` builds the step (train.create_model,
+  train.Trainer, the same synthetic batch, the same initial parameters).
+  """
+  size = config.dataset.image_size
+  channels = 1 if config.dataset.grayscale else 3
+  print(f"{config.model.name} batch {config.batch_size}, {size}x{size}; jax {jax.__version__}; "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; load average {os.getloadavg()}",
+        flush=True)
+  host = benchmark.synthetic_batch(config.batch_size, size, size, channels, num_classes)
+  steps = {}
+  for name, context in variants.items():
+    with context():
+      trainer = train.Trainer(config, train.create_model(config, num_classes), num_classes,
+                              (size, size, channels), config.dataset.ignore_index)
+      batch = sharding_lib.put_batch(host, trainer.batch_sharding)
+      start = time.perf_counter()
+      compiled = trainer.train_step.lower(trainer.state, batch).compile()
+    print(f"{name}: compiled in {time.perf_counter() - start:.1f} s, "
+          f"{benchmark.cost_flops(compiled) / 1e9:.1f} GFLOP per step (XLA)", flush=True)
+    steps[name] = [compiled, trainer.state, batch]
+  return steps, host
+
+
+def ab_main(variants: dict[str, Callable[[], contextlib.AbstractContextManager]]) -> None:
+  """The command line of a two-variant A/B script: a config, its overrides, step counts."""
+  from absl import app, flags
+  from ml_collections import config_flags
+  config_flag = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
+  steps_flag = flags.DEFINE_integer("steps", 8, "Timed steps per variant.")
+  warmup_flag = flags.DEFINE_integer("warmup", 2, "Untimed steps per variant first.")
+  classes_flag = flags.DEFINE_integer("num_classes", None, "Default: config.dataset.num_classes.")
+
+  def main(argv):
+    del argv
+    config = config_flag.value
+    steps, _ = compile_variants(config, classes_flag.value or config.dataset.num_classes,
+                                variants)
+    report(*run(steps, warmup_flag.value, steps_flag.value))
+    print(f"load average {os.getloadavg()}")
+
+  app.run(main)

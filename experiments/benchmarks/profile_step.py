@@ -152,7 +152,7 @@ def main():
     else:
       group = "other"
     groups[group] += ms / args.steps
-  print(f"\ntorch, self CPU ms per step by op group:")
+  print("\ntorch, self CPU ms per step by op group:")
   for k, v in sorted(groups.items(), key=lambda kv: -kv[1]):
     print(f"  {v:8.1f}  {k}")
   print(f"  {sum(groups.values()):8.1f}  total; wall time {1e3 * sum(torch_wall) / args.steps:.1f} "

@@ -12,21 +12,18 @@ packed (the current code), per_phase, matmul.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import functools
 import os
 import statistics
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, HERE)
 
-import jax  # noqa: E402
-
 import alternate  # noqa: E402
 import conv_transpose_ops  # noqa: E402
-from segjax import benchmark, config as config_lib, sharding as sharding_lib, train  # noqa: E402
+from segjax import config as config_lib  # noqa: E402
 from segjax.models import layers  # noqa: E402
 
 ORIGINAL = layers.conv_transpose
@@ -52,15 +49,6 @@ def matmul(x, kernel, strides, padding="SAME", transpose_kernel=False, precision
 VARIANTS = {"packed": ORIGINAL, "per_phase": per_phase, "matmul": matmul}
 
 
-@contextlib.contextmanager
-def patched(fn):
-  layers.conv_transpose = fn
-  try:
-    yield
-  finally:
-    layers.conv_transpose = ORIGINAL
-
-
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--batch", type=int, default=8)
@@ -76,21 +64,8 @@ def main():
   config.dataset.image_size = args.size
   config.batch_size = args.batch
   names = args.variants.split(",")
-  print(f"segnet batch {args.batch}, {args.size}x{args.size}; jax {jax.__version__}; "
-        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; "
-        f"load average {os.getloadavg()}", flush=True)
-  host = benchmark.synthetic_batch(args.batch, args.size, args.size, 3, 2)
-  steps = {}
-  for name in names:
-    with patched(VARIANTS[name]):
-      trainer = train.Trainer(config, train.create_model(config, 2), 2, (args.size, args.size, 3),
-                              255)
-      batch = sharding_lib.put_batch(host, trainer.batch_sharding)
-      start = time.perf_counter()
-      compiled = trainer.train_step.lower(trainer.state, batch).compile()
-      print(f"{name}: compiled in {time.perf_counter() - start:.1f} s, "
-            f"{benchmark.cost_flops(compiled) / 1e9:.1f} GFLOP per step (XLA)", flush=True)
-    steps[name] = [compiled, trainer.state, batch]
+  steps, host = alternate.compile_variants(
+      config, 2, {name: functools.partial(alternate.replaced, layers, "conv_transpose", VARIANTS[name]) for name in names})
   torch_trainer = None
   if args.torch:
     from benchmarks import torch_models
