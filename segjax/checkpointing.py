@@ -6,8 +6,8 @@ they were. A finished checkpoint that no longer restores (a truncated or
 corrupted file) is reported, moved aside (never deleted) and skipped; one
 that is sound but holds a train state unlike the config's (another model or
 optimizer), or whose state restores but whose data-loader position does not
-(another dataset, split or loader option), is an error, and stays where it is. Saves complete in the
-background; `wait_for_saves` blocks until every save this process started is
+(another dataset, split or loader option), is an error, and stays where it
+is. Saves complete in the background; `wait_for_saves` blocks until every save this process started is
 complete, whatever else is failing.
 """
 
@@ -58,13 +58,10 @@ def find_step(manager: ocp.CheckpointManager, step: int | None = None) -> int:
   return step
 
 
-def restore(manager: ocp.CheckpointManager, step: int, abstract_state, data_iterator=None):
-  """Restores the state into the shardings of `abstract_state` (and the iterator in place)."""
-  state = manager.restore(
+def restore(manager: ocp.CheckpointManager, step: int, abstract_state):
+  """The train state saved at `step`, in the shardings of `abstract_state`."""
+  return manager.restore(
       step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))["state"]
-  if data_iterator is not None:
-    restore_data_position(manager, step, data_iterator)
-  return state
 
 
 def restore_data_position(manager: ocp.CheckpointManager, step: int, data_iterator) -> None:

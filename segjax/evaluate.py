@@ -11,13 +11,12 @@ line is one JSON object (step, split, flip and the metrics), also written to
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
 from absl import app, flags, logging
 
-from segjax import checkpointing, outputs, train
+from segjax import checkpointing, outputs, train, writers
 from segjax import data as datasets
 from segjax.data import pipeline
 
@@ -70,7 +69,7 @@ def main(argv):
                       if isinstance(value, float))
   print(f"step {result['step']} of {FLAGS.workdir} on {result['split']}"
         f"{' with flips' if FLAGS.flip else ''}: {summary}")
-  line = json.dumps(result)
+  line = writers.json_line(result)
   if FLAGS.output and jax.process_index() == 0:
     with open(FLAGS.output, "x") as f:
       f.write(line + "\n")

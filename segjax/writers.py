@@ -22,6 +22,11 @@ def _json_value(value):
   return value
 
 
+def json_line(record: dict) -> str:
+  """One line of strict JSON: non-finite metrics (an absent class's IoU) become null."""
+  return json.dumps({key: _json_value(value) for key, value in record.items()})
+
+
 class MetricWriter:
   """Appends one JSON object per event to metrics.jsonl and mirrors scalars to TensorBoard."""
 
@@ -36,8 +41,7 @@ class MetricWriter:
   def write(self, step: int, split: str, metrics: dict) -> None:
     if not self.enabled:
       return
-    record = {"step": int(step), "split": split, **{k: _json_value(v) for k, v in metrics.items()}}
-    self.jsonl.write(json.dumps(record) + "\n")
+    self.jsonl.write(json_line({"step": int(step), "split": split, **metrics}) + "\n")
     self.jsonl.flush()
     for key, value in metrics.items():
       if isinstance(value, (int, float)) and math.isfinite(value):

@@ -21,7 +21,8 @@ CASES = [  # (input shape, window, strides, padding)
 def _distinct_values(shape):
   """No two elements equal, so no window holds tied maxima."""
   size = int(np.prod(shape))
-  return jax.random.permutation(jax.random.key(0), size).reshape(shape).astype(jnp.float32) - size / 2
+  values = jax.random.permutation(jax.random.key(0), size).reshape(shape)
+  return values.astype(jnp.float32) - size / 2
 
 
 def _value_and_grad(pool, x):

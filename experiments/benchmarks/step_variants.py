@@ -64,8 +64,9 @@ def main():
   config.dataset.image_size = args.size
   config.batch_size = args.batch
   names = args.variants.split(",")
-  steps, host = alternate.compile_variants(
-      config, 2, {name: functools.partial(alternate.replaced, layers, "conv_transpose", VARIANTS[name]) for name in names})
+  variants = {name: functools.partial(alternate.replaced, layers, "conv_transpose", VARIANTS[name])
+              for name in names}
+  steps, host = alternate.compile_variants(config, 2, variants)
   torch_trainer = None
   if args.torch:
     from benchmarks import torch_models

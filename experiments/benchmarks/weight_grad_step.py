@@ -29,5 +29,6 @@ from segjax.models import convolution  # noqa: E402
 
 if __name__ == "__main__":
   alternate.ab_main({
-      "xla": functools.partial(alternate.replaced, convolution, "MIN_SLICED_GRADIENT_BYTES", 1 << 62),
+      "xla": functools.partial(alternate.replaced, convolution, "MIN_SLICED_GRADIENT_BYTES",
+                               1 << 62),
       "sliced": contextlib.nullcontext})

@@ -231,6 +231,7 @@ def max_pool(x: jax.Array, window: Sequence[int], strides: Sequence[int] | None 
   result = None
   for i in range(window_h):
     for j in range(window_w):
-      tap = x[:, i:i + stride_h * (out_h - 1) + 1:stride_h, j:j + stride_w * (out_w - 1) + 1:stride_w]
+      tap = x[:, i:i + stride_h * (out_h - 1) + 1:stride_h,
+              j:j + stride_w * (out_w - 1) + 1:stride_w]
       result = tap if result is None else jnp.maximum(result, tap)
   return result
