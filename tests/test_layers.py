@@ -75,6 +75,22 @@ def test_both_phase_forms_match_lax(monkeypatch, max_taps, kernel, stride, paddi
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("padding", ["SAME", "VALID", ((1, 0), (0, 1))])
+def test_kernel_equal_to_stride_is_a_matrix_product(padding):
+  """U-Net's 2x2/2 upsampling: no convolution forward or backward, same values as lax."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, 4, 3, 5)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(2, 3, 5, 4)), jnp.float32)
+  loss = lambda fn: lambda x, w: jnp.sum(jnp.sin(fn(x, w, (2, 3), padding, False)))
+  jaxpr = str(jax.make_jaxpr(jax.value_and_grad(loss(_ours), argnums=(0, 1)))(x, w))
+  assert "conv_general_dilated" not in jaxpr and "dot_general" in jaxpr
+  assert "scatter" not in jaxpr  # The kernel's taps are picked by slices, not a gather.
+  got = jax.value_and_grad(loss(_ours), argnums=(0, 1))(x, w)
+  want = jax.value_and_grad(loss(_reference), argnums=(0, 1))(x, w)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("kernel,stride,size", [(7, 2, 8), (7, 1, 8), (3, 2, 6), (4, 2, 6)])
 def test_transposed_kernel_is_the_gradient_of_same_convolution(kernel, stride, size):
   """TF `conv2d_transpose(y, W, output_shape, strides, 'SAME')` is the gradient of the

@@ -5,9 +5,11 @@ the gradient of `lax.conv_transpose` (an input-dilated convolution) is many
 times slower than that of an ordinary convolution. A strided transposed
 convolution is exactly a set of `stride_h * stride_w` ordinary convolutions,
 one per output phase, whose outputs interleave ("sub-pixel" decomposition).
-We compute the phases in one of two ways, both with plain convolutions or
+We compute the phases in one of three ways, all with plain convolutions or
 matrix products forward and backward:
 
+- matmul: where each phase has a single tap (the kernel equals the stride, as
+  in U-Net's 2x2/2 upsampling), one matrix product gives every phase.
 - packed: the phases are the output channels of one stride-1 convolution,
   interleaved by a reshape (depth-to-space). Phases a kernel tap does not
   reach get zero taps, e.g. 16 taps for a 3x3 kernel at stride 2.
@@ -15,7 +17,7 @@ matrix products forward and backward:
   input pixel, and each phase adds up shifted slices of it. No zero taps, but
   one slice-and-add per tap, so it serves small kernels only.
 
-The overlap-add form is used where the packed one would spend zero taps on a
+Otherwise the overlap-add form is used where the packed one would spend zero taps on a
 kernel of at most 16 taps (SegNet's 3x3 stride-2 layers: 718 -> 322 ms
 forward + backward; experiments/benchmarks.md); large kernels (the 2s x 2s
 upsampling of `vgg16_skip_fcn`) stay packed, where per-tap slices would make
@@ -112,7 +114,9 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   pads = [padding] * 2 if isinstance(padding, str) else list(padding)
   taps_h, pad_h, out_h = _phase_plan(x.shape[1], kh, sh, *_transpose_padding(kh, sh, pads[0]))
   taps_w, pad_w, out_w = _phase_plan(x.shape[2], kw, sw, *_transpose_padding(kw, sw, pads[1]))
-  if kh * kw <= MAX_OVERLAP_ADD_TAPS and taps_h.size * taps_w.size > kh * kw:
+  if taps_h.shape[0] == taps_w.shape[0] == 1:  # One tap per phase, e.g. kernel = stride.
+    y = _matmul_phases(x, kernel, taps_h, taps_w, pad_h, pad_w, precision)
+  elif kh * kw <= MAX_OVERLAP_ADD_TAPS and taps_h.size * taps_w.size > kh * kw:
     y = _overlap_add_phases(x, kernel, taps_h, taps_w, pad_h, pad_w, precision)
   else:
     y = _packed_phases(x, kernel, taps_h, taps_w, pad_h, pad_w, precision)
@@ -120,21 +124,62 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   return y.reshape(n, rows * sh, cols * sw, cout)[:, :out_h, :out_w, :]
 
 
+def _phase_kernel(kernel, taps_h, taps_w) -> jax.Array:
+  """(WH, WW, C_in, SH * SW * C_out): each phase's taps, zeros where a phase has none."""
+  kh, kw, cin, cout = kernel.shape
+  (window_h, sh), (window_w, sw) = taps_h.shape, taps_w.shape
+  if taps_h.max() == kh or taps_w.max() == kw:
+    # A zero tap at index kh (kw) for phases that skip a window position.
+    kernel = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
+  phase_kernel = _take_static(_take_static(kernel, taps_h.ravel(), 0), taps_w.ravel(), 1)
+  # (WH, SH, WW, SW, C_in, C_out) -> (WH, WW, C_in, SH, SW, C_out).
+  return phase_kernel.reshape(window_h, sh, window_w, sw, cin, cout).transpose(
+      0, 2, 4, 1, 3, 5).reshape(window_h, window_w, cin, sh * sw * cout)
+
+
+def _split_phases(y: jax.Array, strides: tuple[int, int]) -> jax.Array:
+  """(N, rows, cols, SH * SW * C_out) -> (N, rows, SH, cols, SW, C_out)."""
+  n, rows, cols, channels = y.shape
+  sh, sw = strides
+  return y.reshape(n, rows, cols, sh, sw, channels // (sh * sw)).transpose(0, 1, 3, 2, 4, 5)
+
+
 def _packed_phases(x, kernel, taps_h, taps_w, pad_h, pad_w, precision) -> jax.Array:
   """(N, rows, SH, cols, SW, C_out): the phases as channels of one convolution."""
-  _, _, cin, cout = kernel.shape
-  (window_h, sh), (window_w, sw) = taps_h.shape, taps_w.shape
-  # A zero tap at index kh (kw) for phases that skip a window position.
-  padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
-  # (WH, SH, WW, SW, C_in, C_out) -> (WH, WW, C_in, SH, SW, C_out).
-  phase_kernel = padded[taps_h[:, :, None, None], taps_w[None, None, :, :]]
-  phase_kernel = phase_kernel.transpose(0, 2, 4, 1, 3, 5).reshape(
-      window_h, window_w, cin, sh * sw * cout)
   y = convolution.conv_general_dilated(
-      x, phase_kernel, window_strides=(1, 1), padding=(pad_h, pad_w),
+      x, _phase_kernel(kernel, taps_h, taps_w), window_strides=(1, 1), padding=(pad_h, pad_w),
       dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
-  n, rows, cols, _ = y.shape
-  return y.reshape(n, rows, cols, sh, sw, cout).transpose(0, 1, 3, 2, 4, 5)
+  return _split_phases(y, (taps_h.shape[1], taps_w.shape[1]))
+
+
+def _matmul_phases(x, kernel, taps_h, taps_w, pad_h, pad_w, precision) -> jax.Array:
+  """(N, rows, SH, cols, SW, C_out) for one tap per phase, as a matrix product.
+
+  The packed form's 1x1 convolution computes the same, but XLA:CPU runs its
+  weight gradient as a convolution with a whole-image window, 2 to 4 times
+  slower than this product's (experiments/benchmarks.md).
+  """
+  phase_kernel = _phase_kernel(kernel, taps_h, taps_w)[0, 0]
+  x = jax.lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (*pad_h, 0), (*pad_w, 0), (0, 0, 0)])
+  n, rows, cols, cin = x.shape
+  y = jnp.matmul(x.reshape(-1, cin), phase_kernel, precision=precision)
+  return _split_phases(y.reshape(n, rows, cols, -1), (taps_h.shape[1], taps_w.shape[1]))
+
+
+def _take_static(array: jax.Array, indices: np.ndarray, axis: int) -> jax.Array:
+  """`jnp.take(array, indices, axis)`, as a slice (and a flip) where the indices run by one.
+
+  XLA:CPU runs the gradient of a gather, even with constant indices, as a
+  scatter; that of a slice is a pad.
+  """
+  indices = [int(i) for i in indices]
+  steps = set(np.diff(indices).tolist())
+  first, last = min(indices), max(indices)
+  if steps <= {1}:
+    return jax.lax.slice_in_dim(array, first, last + 1, axis=axis)
+  if steps == {-1}:
+    return jnp.flip(jax.lax.slice_in_dim(array, first, last + 1, axis=axis), axis)
+  return jnp.take(array, np.asarray(indices), axis=axis)
 
 
 def _overlap_add_phases(x, kernel, taps_h, taps_w, pad_h, pad_w, precision) -> jax.Array:
