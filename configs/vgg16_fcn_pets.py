@@ -25,4 +25,8 @@ def get_config():
   config.dataset.image_size = 64       # Divisible by 32.
   config.num_train_steps = 500
   config.eval_every_steps = 250
+  # On CPU, the faster of XLA's default convolution kernels and Eigen's, timed
+  # at start-up: Eigen's, by 1.05x, on the benchmark machine
+  # (experiments/benchmarks.md, "Convolution kernels per model").
+  config.cpu_conv_kernels = "autotune"
   return config

@@ -22,6 +22,9 @@ donated state); the batch is a fixed synthetic uint8 batch of the config's
   peak_memory_bytes  device `memory_stats()["peak_bytes_in_use"]` where the
                      backend has it, else the process's peak resident set,
                      read after the warm-up steps (before PyTorch is imported).
+  cpu_conv_kernels   the convolution kernels the step was compiled with
+                     (`config.cpu_conv_kernels`, segjax.cpu_kernels; "autotune"
+                     has picked one while the Trainer was built).
 
 `--compare torch` also builds the same architecture in PyTorch
 (`benchmarks/torch_models.py`, from the repository root; `pip install
@@ -95,15 +98,6 @@ def device_peak_bytes() -> int | None:
   return max(peaks) if peaks else None
 
 
-def synthetic_batch(batch_size: int, height: int, width: int, channels: int, num_classes: int,
-                    seed: int = 0) -> dict:
-  """A host batch as the input pipeline yields it: uint8 images and masks."""
-  import numpy as np
-  rng = np.random.default_rng(seed)
-  return {"image": rng.integers(0, 256, (batch_size, height, width, channels), np.uint8),
-          "mask": rng.integers(0, num_classes, (batch_size, height, width), np.uint8)}
-
-
 def cost_flops(compiled) -> float:
   """FLOPs of a compiled computation from XLA's cost analysis (0 if unknown)."""
   analysis = compiled.cost_analysis()
@@ -158,7 +152,8 @@ def run(config, steps: int = 20, warmup: int = 3, compare: str = "",
                           config.dataset.ignore_index)
   state = trainer.state
   result["parameters"] = int(sum(x.size for x in jax.tree.leaves(state.params)))
-  host_batch = synthetic_batch(local_batch, height, width, channels, num_classes, config.seed)
+  result["cpu_conv_kernels"] = trainer.cpu_conv_kernels
+  host_batch = pipeline.synthetic_batch(local_batch, height, width, channels, num_classes, config.seed)
   batch = sharding_lib.put_batch(host_batch, trainer.batch_sharding)
 
   start = time.perf_counter()

@@ -80,6 +80,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.ema_decay = 0.0                    # > 0: evaluate an exponential moving average of params.
   c.eval_flip = False                  # True: evaluate on the mean of image and mirror logits.
   c.skip_nonfinite = False             # True: skip (and count) non-finite updates, else stop.
+  c.cpu_conv_kernels = "default"       # CPU train step convolutions: default (XLA's choice) |
+                                       # eigen | autotune (the faster; segjax.cpu_kernels).
 
   c.learning_rate = 1e-3
   c.lr_schedule = "warmup_cosine"      # constant | warmup_cosine | polynomial

@@ -21,8 +21,8 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from segjax import checkpointing, losses, metrics as metrics_lib, models, optim, outputs
-from segjax import run_control, writers
+from segjax import checkpointing, cpu_kernels, losses, metrics as metrics_lib, models, optim
+from segjax import outputs, run_control, writers
 from segjax import sharding as sharding_lib
 from segjax import data as datasets
 from segjax.data import normalize, pipeline, prefetch
@@ -237,13 +237,20 @@ class Trainer:
     normalization = config.dataset.normalization
     frozen = frozen_patterns(config, model)
     optim.check_patterns_match(self.state.params, config.optimizer.freeze)
-    self.train_step = jax.jit(
-        functools.partial(train_step, objective=self.objective, ignore_index=ignore_index,
-                          rng=jax.random.key(config.seed), normalization=normalization,
-                          grad_accum_steps=config.grad_accum_steps, ema_decay=config.ema_decay,
-                          frozen=frozen),
-        in_shardings=(self.state_sharding, self.batch_sharding),
-        out_shardings=(self.state_sharding, self.replicated), donate_argnums=0)
+    step = functools.partial(train_step, objective=self.objective, ignore_index=ignore_index,
+                             rng=jax.random.key(config.seed), normalization=normalization,
+                             grad_accum_steps=config.grad_accum_steps,
+                             ema_decay=config.ema_decay, frozen=frozen)
+    build_step = lambda compiler_options: jax.jit(
+        step, in_shardings=(self.state_sharding, self.batch_sharding),
+        out_shardings=(self.state_sharding, self.replicated), donate_argnums=0,
+        compiler_options=compiler_options)
+    example_batch = lambda: sharding_lib.put_batch(pipeline.synthetic_batch(
+        pipeline.local_batch_size(config.batch_size), *input_shape, num_classes),
+        self.batch_sharding)
+    # The kernels that run the step's convolutions on CPU, and the jitted step.
+    self.cpu_conv_kernels, self.train_step = cpu_kernels.resolve(
+        config.cpu_conv_kernels, build_step, self.state, example_batch, writers.log)
     self.eval_step = jax.jit(
         functools.partial(eval_step, objective=self.objective, ignore_index=ignore_index,
                           num_classes=num_classes, normalization=normalization,

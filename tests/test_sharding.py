@@ -67,6 +67,8 @@ def test_two_process_training_run_end_to_end(tmp_path, tfds_dir):
              "--config.batch_size=4", "--config.eval_batch_size=8",
              "--config.num_train_steps=4", "--config.log_every_steps=2",
              "--config.eval_every_steps=4", "--config.checkpoint_every_steps=4",
+             # Each process times the kernels; all must then run process 0's choice.
+             "--config.cpu_conv_kernels=autotune",
              "--coordinator_address", f"127.0.0.1:{port}", "--num_processes", "2"]
   workers = [subprocess.Popen(command + ["--process_id", str(i)], env=environment(2),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -77,7 +79,8 @@ def test_two_process_training_run_end_to_end(tmp_path, tfds_dir):
   assert "4 device(s)" in outputs[0][0] and "2 process(es)" in outputs[0][0]
   # Only process 0 reports. Process 1's stdout holds the collectives library's
   # messages only, whose lines its threads may split.
-  reports = ("dataset ", "model ", "step ", "eval at step ", "final eval", "outputs in ")
+  reports = ("dataset ", "model ", "cpu_conv_kernels autotune: ", "step ", "eval at step ",
+             "final eval", "outputs in ")
   assert all(any(line.startswith(prefix) for line in outputs[0][0].splitlines())
              for prefix in reports), outputs[0][0]
   assert not [line for line in outputs[1][0].splitlines() if line.startswith(reports)]

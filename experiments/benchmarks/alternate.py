@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import statistics
 import time
@@ -11,6 +12,7 @@ from typing import Callable
 import jax
 
 from segjax import benchmark, sharding as sharding_lib, train
+from segjax.data import pipeline
 
 
 def run(steps: dict, num_warmup: int, num_steps: int, torch_trainer=None):
@@ -84,7 +86,7 @@ def compile_variants(config, num_classes: int,
   print(f"{config.model.name} batch {config.batch_size}, {size}x{size}; jax {jax.__version__}; "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; load average {os.getloadavg()}",
         flush=True)
-  host = benchmark.synthetic_batch(config.batch_size, size, size, channels, num_classes)
+  host = pipeline.synthetic_batch(config.batch_size, size, size, channels, num_classes)
   steps = {}
   for name, context in variants.items():
     with context():
@@ -99,8 +101,12 @@ def compile_variants(config, num_classes: int,
   return steps, host
 
 
-def ab_main(variants: dict[str, Callable[[], contextlib.AbstractContextManager]]) -> None:
-  """The command line of a two-variant A/B script: a config, its overrides, step counts."""
+def ab_main(variants: dict[str, Callable[..., contextlib.AbstractContextManager]],
+            pass_config: bool = False) -> None:
+  """The command line of a two-variant A/B script: a config, its overrides, step counts.
+
+  With `pass_config`, each variant's context is made with the config as argument.
+  """
   from absl import app, flags
   from ml_collections import config_flags
   config_flag = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
@@ -111,8 +117,11 @@ def ab_main(variants: dict[str, Callable[[], contextlib.AbstractContextManager]]
   def main(argv):
     del argv
     config = config_flag.value
+    contexts = variants
+    if pass_config:
+      contexts = {name: functools.partial(context, config) for name, context in variants.items()}
     steps, _ = compile_variants(config, classes_flag.value or config.dataset.num_classes,
-                                variants)
+                                contexts)
     report(*run(steps, warmup_flag.value, steps_flag.value))
     print(f"load average {os.getloadavg()}")
 

@@ -1,8 +1,10 @@
-"""Per-layer timing of SegNet's convolutions: forward, input gradient and
-weight gradient, XLA:CPU (as jax.vjp builds them) against PyTorch's eager ops,
-plus a weight gradient computed as one matmul of im2col patches.
+"""Per-layer timing of SegNet's or U-Net's 3x3 convolutions: forward, input
+gradient and weight gradient, XLA:CPU (as jax.vjp builds them) against
+PyTorch's eager ops, plus a weight gradient computed as one matmul of im2col
+patches and as nine per-tap matmuls.
 
-  python experiments/benchmarks/conv_ops.py [--batch 8] [--size 128] [--repeats 5]
+  python experiments/benchmarks/conv_ops.py [--model segnet|unet] [--batch 8] [--size 128] \
+      [--repeats 5]
 
 Each (layer, op) is timed alternately in both frameworks; the median counts.
 """
@@ -34,6 +36,22 @@ def segnet_convs(size: int):
     layers.append((f"dec{w}", side, w, w, 1))
   layers.append(("logits", size, 64, 2, 1))
   return layers
+
+
+def unet_convs(size: int):
+  """(name, input side, c_in, c_out, stride) of U-Net's 3x3 convolutions (depth 4)."""
+  layers, side, cin = [], size, 3
+  for w in (64, 128, 256, 512):
+    layers += [(f"down{w}a", side, cin, w, 1), (f"down{w}b", side, w, w, 1)]
+    side, cin = side // 2, w
+  layers += [("bottom_a", side, 512, 1024, 1), ("bottom_b", side, 1024, 1024, 1)]
+  for w in (512, 256, 128, 64):
+    side *= 2
+    layers += [(f"up{w}a", side, 2 * w, w, 1), (f"up{w}b", side, w, w, 1)]
+  return layers
+
+
+MODELS = {"segnet": segnet_convs, "unet": unet_convs}
 
 
 def same_pads(side, stride):
@@ -82,6 +100,7 @@ def timed(fn, *args):
 
 def main():
   parser = argparse.ArgumentParser()
+  parser.add_argument("--model", choices=sorted(MODELS), default="segnet")
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--size", type=int, default=128)
   parser.add_argument("--repeats", type=int, default=5)
@@ -94,7 +113,7 @@ def main():
             f"{'tap dW':>8s}")
   print(header)
   totals = {}
-  for name, side, cin, cout, stride in segnet_convs(args.size):
+  for name, side, cin, cout, stride in MODELS[args.model](args.size):
     x = rng.standard_normal((args.batch, side, side, cin), np.float32)
     w = (rng.standard_normal((3, 3, cin, cout), np.float32) * 0.05).astype(np.float32)
     ho = -(-side // stride)

@@ -31,7 +31,8 @@ import jax  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks import torch_models  # noqa: E402
-from segjax import benchmark, config as config_lib, sharding as sharding_lib, train  # noqa: E402
+from segjax import config as config_lib, sharding as sharding_lib, train  # noqa: E402
+from segjax.data import pipeline  # noqa: E402
 
 
 def hlo_categories(hlo: str) -> dict[str, str]:
@@ -93,7 +94,7 @@ def main():
   config.model.name = args.model
   config.dataset.image_size = args.size
   config.batch_size = args.batch
-  host = benchmark.synthetic_batch(args.batch, args.size, args.size, 3, 2)
+  host = pipeline.synthetic_batch(args.batch, args.size, args.size, 3, 2)
   trainer = train.Trainer(config, train.create_model(config, 2), 2, (args.size, args.size, 3), 255)
   batch = sharding_lib.put_batch(host, trainer.batch_sharding)
   compiled = trainer.train_step.lower(trainer.state, batch).compile()

@@ -80,6 +80,14 @@ def local_batch_size(global_batch_size: int, key: str = "batch_size") -> int:
   return global_batch_size // jax.process_count()
 
 
+def synthetic_batch(batch_size: int, height: int, width: int, channels: int, num_classes: int,
+                    seed: int = 0) -> dict:
+  """A host batch as the loaders yield it (uint8 images and masks), of random values."""
+  rng = np.random.default_rng(seed)
+  return {"image": rng.integers(0, 256, (batch_size, height, width, channels), np.uint8),
+          "mask": rng.integers(0, num_classes, (batch_size, height, width), np.uint8)}
+
+
 def train_loader(source: RecordSource, config: ml_collections.ConfigDict) -> grain.DataLoader:
   """An endless, shuffled, augmented loader of this process's shard of each global batch."""
   data = config.dataset

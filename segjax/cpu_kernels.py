@@ -1,0 +1,96 @@
+"""Which XLA:CPU kernels run the train step's convolutions (`config.cpu_conv_kernels`).
+
+XLA:CPU (jaxlib 0.10) runs a convolution with more than 16 input or output
+features through YNNPACK and the others through Eigen. With the compiler option
+`xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT` every
+convolution goes to Eigen and only matrix products to YNNPACK. Neither is faster
+for every model: on a 2-core CPU, Eigen made U-Net's train step 1.09x to 1.11x
+faster and SegNet's 0.91x as fast (experiments/benchmarks.md, "Convolution
+kernels per model"). The setting:
+
+- "default": XLA's own choice.
+- "eigen": every convolution through Eigen.
+- "autotune": compile the step both ways, time a few steps of each (on copies
+  of the initial state, so training starts from the same state), keep the faster.
+  Costs one more compilation and `2 * (1 + AUTOTUNE_STEPS)` steps at start-up.
+
+Only the train step is affected, and only on the CPU backend; elsewhere the
+setting is ignored. Both ways compute the same function; results differ only by
+float summation order.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+CHOICES = ("default", "eigen", "autotune")
+COMPILER_OPTIONS = {
+    "default": None,
+    "eigen": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"},
+}
+AUTOTUNE_STEPS = 3  # Timed steps per choice, after one untimed step.
+
+
+def check(choice: str) -> None:
+  if choice not in CHOICES:
+    raise ValueError(f"config.cpu_conv_kernels={choice!r} is not one of {', '.join(CHOICES)}")
+
+
+def resolve(choice: str, build_step: Callable, state, example_batch: Callable,
+            log=print) -> tuple[str, Callable]:
+  """The choice to use on this backend and the jitted train step built with it.
+
+  Args:
+    choice: one of CHOICES.
+    build_step: compiler options (a dict or None) -> jitted train step
+      `(state, batch) -> (state, metrics)`, which may donate its state.
+    state: the initial train state ("autotune" times copies of it).
+    example_batch: () -> a device batch of the training shape ("autotune" only).
+    log: where the autotune timings are reported.
+  """
+  check(choice)
+  if jax.default_backend() != "cpu":
+    return "default", build_step(None)
+  if choice != "autotune":
+    return choice, build_step(COMPILER_OPTIONS[choice])
+  batch = example_batch()
+  steps = {}
+  for name, options in COMPILER_OPTIONS.items():
+    steps[name] = build_step(options)
+    try:  # Compiled now and cached: the step's first call does not compile again.
+      steps[name].lower(state, batch).compile()
+    except jax.errors.JaxRuntimeError as error:
+      if options is None:
+        raise
+      log(f"cpu_conv_kernels: {name} unavailable in jaxlib {jax.__version__} "
+          f"({str(error).splitlines()[0]}); using default")
+      return "default", steps["default"]
+  medians = _time_alternately(steps, state, batch)
+  best = min(medians, key=medians.get)
+  if jax.process_count() > 1:  # Every process must run the same program.
+    from jax.experimental import multihost_utils
+    names = list(steps)
+    best = names[int(multihost_utils.broadcast_one_to_all(np.int32(names.index(best))))]
+  log("cpu_conv_kernels autotune: " + ", ".join(
+      f"{name} {seconds:.3f} s/step" for name, seconds in medians.items()) + f"; using {best}")
+  return best, steps[best]
+
+
+def _time_alternately(steps: dict, state, batch) -> dict[str, float]:
+  """Median seconds per step of each jitted step, one step of each in turn."""
+  states = {name: jax.tree.map(jnp.copy, state) for name in steps}
+  times = {name: [] for name in steps}
+  for round_index in range(1 + AUTOTUNE_STEPS):
+    for name, step in steps.items():
+      start = time.perf_counter()
+      states[name], metrics = step(states[name], batch)
+      jax.block_until_ready((states[name], metrics))
+      if round_index:
+        times[name].append(time.perf_counter() - start)
+  return {name: statistics.median(seconds) for name, seconds in times.items()}
