@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+import op_timing  # noqa: E402
 from segjax.models import layers  # noqa: E402
 
 DN = ("NHWC", "HWIO", "NHWC")
@@ -112,9 +111,12 @@ def main():
   print("ms per forward + backward (input and kernel gradients), median; GFLOP: useful "
         "(9 taps), forward + 2 backward")
   names = list(FORMULATIONS) + ["torch"]
-  print(f"{'shape (N,H,W,Cin->Cout)':28s} {'GFLOP':>6s} " + " ".join(f"{n:>9s}" for n in names))
+  op_timing.print_table(names, _layers(args), args.repeats)
+
+
+def _layers(args):
+  """SegNet's four transposed convolutions: (label, GFLOP, functions to time)."""
   rng = np.random.default_rng(0)
-  totals = dict.fromkeys(names, 0.0)
   side = args.size // 16
   for cin, cout in ((512, 512), (512, 256), (256, 128), (128, 64)):
     x = rng.standard_normal((args.batch, side, side, cin), np.float32)
@@ -128,33 +130,10 @@ def main():
       grad = jax.jit(jax.grad(lambda x, k, g, f=f: jnp.sum(f(x, k) * g), (0, 1)))
       fns[name] = lambda grad=grad: jax.block_until_ready(grad(xj, kj, gj))
     layer = torch.nn.ConvTranspose2d(cin, cout, 3, 2, padding=1, output_padding=1, bias=False)
-    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_()
-    gt = torch.from_numpy(g.transpose(0, 3, 1, 2).copy())
-
-    def torch_step():
-      layer.zero_grad(set_to_none=True)
-      xt.grad = None
-      layer(xt).backward(gt)
-
-    fns["torch"] = torch_step
-    for fn in fns.values():
-      fn()
-    times = {n: [] for n in names}
-    for _ in range(args.repeats):
-      for n in names:
-        start = time.perf_counter()
-        fns[n]()
-        times[n].append(time.perf_counter() - start)
-    med = {n: 1e3 * statistics.median(t) for n, t in times.items()}
-    for n in names:
-      totals[n] += med[n]
+    fns["torch"] = op_timing.torch_backward(layer, x, g)
     gflop = 3 * 2 * args.batch * side * side * 9 * cin * cout / 1e9
-    print(f"{str((args.batch, side, side, f'{cin}->{cout}')):28s} {gflop:6.2f} "
-          + " ".join(f"{med[n]:9.1f}" for n in names), flush=True)
+    yield str((args.batch, side, side, f"{cin}->{cout}")), gflop, fns
     side *= 2
-  print(f"{'total':28s} {'':6s} " + " ".join(f"{totals[n]:9.1f}" for n in names))
-  print(f"load average {os.getloadavg()}")
-
 
 if __name__ == "__main__":
   main()

@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+import op_timing  # noqa: E402
 from segjax.models import convolution, layers  # noqa: E402
 
 DN = ("NHWC", "HWIO", "NHWC")
@@ -77,9 +76,13 @@ def main():
   print(f"jax {jax.__version__}, torch {torch.__version__}, load average {os.getloadavg()}")
   print("ms per forward + backward (input and kernel gradients), median, alternating")
   names = list(FORMULATIONS) + ["torch"]
-  print(f"{'shape (N,H,W,Cin->Cout)':28s} {'GFLOP':>6s} " + " ".join(f"{n:>11s}" for n in names))
+  op_timing.print_table(names, _layers(args), args.repeats, width=11)
+
+
+def _layers(args):
+  """U-Net's four upsampling layers: (label, GFLOP, functions to time)."""
+  import torch
   rng = np.random.default_rng(0)
-  totals = dict.fromkeys(names, 0.0)
   side = args.size // 16
   for cin, cout in ((1024, 512), (512, 256), (256, 128), (128, 64)):
     x = rng.standard_normal((args.batch, side, side, cin), np.float32)
@@ -94,34 +97,11 @@ def main():
       for a, b in zip(jax.tree.leaves(grad(xj, kj)), jax.tree.leaves(want)):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * float(jnp.abs(b).max()))
       fns[name] = lambda grad=grad: jax.block_until_ready(grad(xj, kj))
-    layer = torch.nn.ConvTranspose2d(cin, cout, 2, 2, bias=False)
-    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_()
-    gt = torch.from_numpy(g.transpose(0, 3, 1, 2).copy())
-
-    def torch_step():
-      layer.zero_grad(set_to_none=True)
-      xt.grad = None
-      layer(xt).backward(gt)
-
-    fns["torch"] = torch_step
-    for fn in fns.values():
-      fn()
-    times = {n: [] for n in names}
-    for _ in range(args.repeats):
-      for n in names:
-        start = time.perf_counter()
-        fns[n]()
-        times[n].append(time.perf_counter() - start)
-    med = {n: 1e3 * statistics.median(t) for n, t in times.items()}
-    for n in names:
-      totals[n] += med[n]
+    fns["torch"] = op_timing.torch_backward(torch.nn.ConvTranspose2d(cin, cout, 2, 2, bias=False),
+                                            x, g)
     gflop = 3 * 2 * args.batch * side * side * 4 * cin * cout / 1e9
-    print(f"{str((args.batch, side, side, f'{cin}->{cout}')):28s} {gflop:6.2f} "
-          + " ".join(f"{med[n]:11.1f}" for n in names), flush=True)
+    yield str((args.batch, side, side, f"{cin}->{cout}")), gflop, fns
     side *= 2
-  print(f"{'total':28s} {'':6s} " + " ".join(f"{totals[n]:11.1f}" for n in names))
-  print(f"load average {os.getloadavg()}")
-
 
 if __name__ == "__main__":
   main()
