@@ -153,7 +153,8 @@ def run(config, steps: int = 20, warmup: int = 3, compare: str = "",
   state = trainer.state
   result["parameters"] = int(sum(x.size for x in jax.tree.leaves(state.params)))
   result["cpu_conv_kernels"] = trainer.cpu_conv_kernels
-  host_batch = pipeline.synthetic_batch(local_batch, height, width, channels, num_classes, config.seed)
+  host_batch = pipeline.synthetic_batch(local_batch, height, width, channels, num_classes,
+                                        config.seed)
   batch = sharding_lib.put_batch(host_batch, trainer.batch_sharding)
 
   jax.clear_caches()  # "autotune" compiled the step already: time a compilation anew.
