@@ -38,6 +38,7 @@ def evaluate(workdir: str, step: int | None = None, split: str | None = None,
   """{"step", "split", "flip", and the metrics of `Trainer.evaluate`} of one checkpoint."""
   config, _ = outputs.read_run(workdir)
   config.eval_flip = flip
+  config.cpu_conv_kernels = "default"  # The train step is not run: nothing to tune.
   if split:
     config.dataset.eval_split = split
   data = datasets.load(config.dataset)

@@ -10,7 +10,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from segjax import visualize, writers
+from segjax import config as config_lib, visualize, writers
 
 LABELS_FILE = "labels.json"  # What the classes are, for predict.py.
 
@@ -26,14 +26,19 @@ def default_workdir(config_flag_value: str) -> str:
 
 
 def read_run(workdir: str) -> tuple[ml_collections.ConfigDict, dict]:
-  """The config and the labels.json of a training run's workdir."""
+  """The config and the labels.json of a training run's workdir.
+
+  The stored config is laid over `config.base_config()`, so a run written
+  before a key existed gets that key's default.
+  """
   config_path = os.path.join(workdir, "config.json")
   labels_path = os.path.join(workdir, LABELS_FILE)
   for path in (config_path, labels_path):
     if not os.path.exists(path):
       raise FileNotFoundError(f"{path} not found: is {workdir} the workdir of a training run?")
+  config = config_lib.base_config()
   with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+    config.update(json.load(f))
   with open(labels_path) as f:
     return config, json.load(f)
 

@@ -172,6 +172,33 @@ def test_evaluate_reproduces_the_logged_eval(trained):
     evaluate.evaluate(workdir, step=5)
 
 
+def test_evaluate_a_run_of_an_older_or_autotuning_config(trained, tmp_path, capsys):
+  """Keys added since the run get their defaults; evaluating never tunes the train step."""
+  import shutil
+  from segjax import evaluate
+  _, workdir, _ = trained
+  copy = str(tmp_path / "run")
+  shutil.copytree(workdir, copy)
+  with open(os.path.join(copy, "config.json")) as f:
+    stored = json.load(f)
+  del stored["eval_flip"]  # Written before the key existed.
+  stored["cpu_conv_kernels"] = "autotune"
+  with open(os.path.join(copy, "config.json"), "w") as f:
+    json.dump(stored, f)
+  capsys.readouterr()
+  result = evaluate.evaluate(copy, step=6)
+  assert "autotune" not in capsys.readouterr().out
+  logged = next(e for e in read_metrics(workdir) if e["split"] == "eval" and e["step"] == 6)
+  assert result["pixel_accuracy"] == pytest.approx(logged["pixel_accuracy"], abs=1e-9)
+  del stored["cpu_conv_kernels"]
+  with open(os.path.join(copy, "config.json"), "w") as f:
+    json.dump(stored, f)
+  from segjax import outputs
+  config, _ = outputs.read_run(copy)
+  assert (config.cpu_conv_kernels, config.eval_flip) == ("default", False)
+  assert config.model.width_multiplier == stored["model"]["width_multiplier"]
+
+
 def test_evaluate_command_line(trained, tmp_path):
   import subprocess
   import sys
