@@ -10,7 +10,7 @@ kernels per model"). The setting:
 
 - "default": XLA's own choice.
 - "eigen": every convolution through Eigen.
-- "autotune": compile the step both ways, time a few steps of each (on copies
+- "autotune": compile the step both ways, time a few steps of each (on a copy
   of the initial state, so training starts from the same state), keep the faster.
   Costs one more compilation and `2 * (1 + AUTOTUNE_STEPS)` steps at start-up.
 
@@ -50,7 +50,7 @@ def resolve(choice: str, build_step: Callable, state, example_batch: Callable,
     choice: one of CHOICES.
     build_step: compiler options (a dict or None) -> jitted train step
       `(state, batch) -> (state, metrics)`, which may donate its state.
-    state: the initial train state ("autotune" times copies of it).
+    state: the initial train state ("autotune" steps a copy of it).
     example_batch: () -> a device batch of the training shape ("autotune" only).
     log: where the autotune timings are reported.
   """
@@ -83,14 +83,18 @@ def resolve(choice: str, build_step: Callable, state, example_batch: Callable,
 
 
 def _time_alternately(steps: dict, state, batch) -> dict[str, float]:
-  """Median seconds per step of each jitted step, one step of each in turn."""
-  states = {name: jax.tree.map(jnp.copy, state) for name in steps}
+  """Median seconds per step of each jitted step, one step of each in turn.
+
+  The steps take turns on one copy of `state` (each returns the state the next
+  one takes), so tuning holds one extra train state, not one per choice.
+  """
+  state = jax.tree.map(jnp.copy, state)
   times = {name: [] for name in steps}
   for round_index in range(1 + AUTOTUNE_STEPS):
     for name, step in steps.items():
       start = time.perf_counter()
-      states[name], metrics = step(states[name], batch)
-      jax.block_until_ready((states[name], metrics))
+      state, metrics = step(state, batch)
+      jax.block_until_ready((state, metrics))
       if round_index:
         times[name].append(time.perf_counter() - start)
   return {name: statistics.median(seconds) for name, seconds in times.items()}
