@@ -4,9 +4,9 @@ XLA:CPU (jaxlib 0.10) runs a convolution with more than 16 input or output
 features through YNNPACK and the others through Eigen. With the compiler option
 `xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT` every
 convolution goes to Eigen and only matrix products to YNNPACK. Neither is faster
-for every model: on a 2-core CPU, Eigen made U-Net's train step 1.09x to 1.11x
-faster and SegNet's 0.91x as fast (experiments/benchmarks.md, "Convolution
-kernels per model"). The setting:
+for every model: on a 2-core CPU, Eigen made U-Net's train step 1.10x to 1.18x
+faster, the conv autoencoder's 1.32x to 1.59x, and SegNet's 0.92x as fast
+(experiments/benchmarks.md, "Convolution kernels per model"). The setting:
 
 - "default": XLA's own choice.
 - "eigen": every convolution through Eigen.
