@@ -7,8 +7,8 @@ corrupted file) is reported, moved aside (never deleted) and skipped; one
 that is sound but holds a train state unlike the config's (another model or
 optimizer), or whose state restores but whose data-loader position does not
 (another dataset, split or loader option), is an error, and stays where it
-is. Saves complete in the background; `wait_for_saves` blocks until every save this process started is
-complete, whatever else is failing.
+is. Saves complete in the background; `wait_for_saves` blocks until every
+save this process started is complete, whatever else is failing.
 """
 
 from __future__ import annotations

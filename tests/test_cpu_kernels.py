@@ -55,7 +55,7 @@ def test_autotune_times_both_keeps_the_state_and_compiles_once():
   assert name in ("default", "eigen")
   assert messages[0].startswith("cpu_conv_kernels autotune: default ")
   assert "eigen " in messages[0] and messages[0].endswith(f"using {name}")
-  # Autotune stepped copies: the state it was given is intact and starts training.
+  # Autotune stepped a copy: the state it was given is intact and starts training.
   np.testing.assert_array_equal(np.asarray(state["kernel"]), kernel)
   new_state, metrics = step(state, batch)
   assert int(new_state["step"]) == 1

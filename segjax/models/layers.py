@@ -17,9 +17,9 @@ matrix products forward and backward:
   input pixel, and each phase adds up shifted slices of it. No zero taps, but
   one slice-and-add per tap, so it serves small kernels only.
 
-Otherwise the overlap-add form is used where the packed one would spend zero taps on a
-kernel of at most 16 taps (SegNet's 3x3 stride-2 layers: 718 -> 322 ms
-forward + backward; experiments/benchmarks.md); large kernels (the 2s x 2s
+Otherwise the overlap-add form is used where the packed one would spend zero
+taps on a kernel of at most 16 taps (SegNet's 3x3 stride-2 layers: 718 -> 322
+ms forward + backward; experiments/benchmarks.md); large kernels (the 2s x 2s
 upsampling of `vgg16_skip_fcn`) stay packed, where per-tap slices would make
 compilation slow.
 """
@@ -156,8 +156,9 @@ def _matmul_phases(x, kernel, taps_h, taps_w, pad_h, pad_w, precision) -> jax.Ar
   """(N, rows, SH, cols, SW, C_out) for one tap per phase, as a matrix product.
 
   The packed form's 1x1 convolution computes the same, but XLA:CPU runs its
-  weight gradient as a convolution with a whole-image window, 2 to 4 times
-  slower than this product's (experiments/benchmarks.md).
+  weight gradient as a convolution with a whole-image window: U-Net's four
+  layers took 107.3 ms forward + backward that way and 54.1 ms as this product
+  (experiments/benchmarks/upsample_ops_unet_b4_128.log).
   """
   phase_kernel = _phase_kernel(kernel, taps_h, taps_w)[0, 0]
   x = jax.lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (*pad_h, 0), (*pad_w, 0), (0, 0, 0)])
