@@ -22,6 +22,8 @@ donated state); the batch is a fixed synthetic uint8 batch of the config's
   peak_memory_bytes  device `memory_stats()["peak_bytes_in_use"]` where the
                      backend has it, else the process's peak resident set,
                      read after the warm-up steps (before PyTorch is imported).
+  host_memory        "retain" where freed host memory stays in the process
+                     (segjax.host_memory, as in training), else "release".
   cpu_conv_kernels   the convolution kernels the step was compiled with
                      (`config.cpu_conv_kernels`, segjax.cpu_kernels; "autotune"
                      has picked one while the Trainer was built).
@@ -34,7 +36,9 @@ one PyTorch step so that both see the same machine load; `ratio` is
 segjax images/s over PyTorch images/s (`cpu_ratio`: the same in CPU time;
 `ratio_min`: of the fastest step of each). `torch_flops_per_step` is
 PyTorch's count of the model's FLOPs (its FLOP counter, forward + backward),
-the useful work of the architecture.
+the useful work of the architecture. PyTorch runs in the same process, so it
+allocates under the same malloc settings (segjax.host_memory);
+SEGJAX_HOST_MEMORY=release times both with glibc's defaults.
 
 Human-readable lines go first; the last stdout line is one JSON object.
 """
@@ -51,6 +55,8 @@ import time
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from segjax import host_memory
 
 FLAGS = flags.FLAGS
 
@@ -277,9 +283,11 @@ def define_flags() -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  retained = host_memory.configure()  # Before JAX starts its threads.
   logging.set_verbosity(logging.WARNING)
   result = run(FLAGS.config, FLAGS.steps, FLAGS.warmup, FLAGS.compare, FLAGS.num_classes,
                FLAGS.matmul_size, FLAGS.matmul_repeats, log=lambda s: print(s, flush=True))
+  result["host_memory"] = "retain" if retained else "release"
   print(json.dumps(result), flush=True)
 
 

@@ -13,7 +13,7 @@ which are detected.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from segjax import distributed, outputs, train
+from segjax import distributed, host_memory, outputs, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
@@ -28,6 +28,7 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  host_memory.configure()  # Before JAX starts its threads.
   logging.set_verbosity(logging.WARNING)  # Library chatter; the run reports on stdout.
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   config_path = config_flags.get_config_filename(FLAGS["config"])

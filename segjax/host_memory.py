@@ -1,0 +1,68 @@
+"""Keeps freed host memory in the process, so that a step's buffers need no page faults.
+
+XLA:CPU allocates a program's temporary buffer at every execution and frees it
+afterwards (760 MB for SegNet's train step at batch 8 and 128x128). glibc's
+malloc serves a block that large with a fresh `mmap`, also from the arenas of
+XLA's worker threads, and unmaps it on `free`: the kernel zero-fills every page
+again on first touch, step after step. On a 2-core CPU that was 255,000 page
+faults and 0.40 s of system CPU time per SegNet step, about a sixth of the
+step's CPU time (experiments/benchmarks.md, "Host memory kept between steps").
+
+`retain_freed_memory()` sets three glibc malloc parameters, process-wide:
+
+- `M_ARENA_MAX` = 1: every thread allocates from the main heap (threads' own
+  arenas would still `mmap` blocks larger than an arena);
+- `M_MMAP_MAX` = 0: no block is served by its own `mmap`;
+- `M_TRIM_THRESHOLD` = -1 (stored by glibc as the largest size_t): freed memory
+  at the top of the heap is never given back.
+
+A freed buffer then stays mapped and the next step reuses it. The price: the
+process keeps its peak resident memory until it exits, as a caching allocator
+does. The arena setting only affects threads that have not allocated yet, so
+call this first thing in a program, before JAX starts its backend.
+
+The entry points (`segjax.main`, `.evaluate`, `.predict`, `.benchmark`) call
+`configure()`, which does this unless the environment variable
+`SEGJAX_HOST_MEMORY` is `release` (glibc's defaults). Elsewhere than Linux with
+glibc there is nothing to set. Where malloc is replaced by LD_PRELOAD
+(tcmalloc, jemalloc: they cache freed memory themselves) the settings reach
+glibc's unused malloc and change nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import platform
+
+# From glibc's malloc.h.
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
+M_ARENA_MAX = -8
+_SETTINGS = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, -1))
+ENVIRONMENT_VARIABLE = "SEGJAX_HOST_MEMORY"
+CHOICES = ("retain", "release")
+
+
+def configure() -> bool:
+  """`retain_freed_memory()` unless $SEGJAX_HOST_MEMORY is `release`; True if set."""
+  choice = os.environ.get(ENVIRONMENT_VARIABLE, "retain")
+  if choice not in CHOICES:
+    raise ValueError(f"environment variable {ENVIRONMENT_VARIABLE}={choice!r}: expected one of "
+                     f"{', '.join(CHOICES)}")
+  return choice == "retain" and retain_freed_memory()
+
+
+def retain_freed_memory() -> bool:
+  """Sets the malloc parameters above; False where the C library is not glibc."""
+  if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    return False
+  try:
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    mallopt = libc.mallopt
+  except (OSError, AttributeError):
+    return False
+  mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+  mallopt.restype = ctypes.c_int
+  return all(mallopt(parameter, value) == 1 for parameter, value in _SETTINGS)
