@@ -14,13 +14,18 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from segjax import host_memory
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -105,8 +110,9 @@ def main():
   parser.add_argument("--size", type=int, default=128)
   parser.add_argument("--repeats", type=int, default=5)
   args = parser.parse_args()
+  retained = host_memory.configure()  # As the entry points do, for both frameworks.
   print(f"jax {jax.__version__}, torch {torch.__version__}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, "
-        f"load average {os.getloadavg()}")
+        f"host memory retained: {retained}, load average {os.getloadavg()}")
   rng = np.random.default_rng(0)
   header = (f"{'layer':12s} {'in':>14s} {'GFLOP':>6s} | ms: {'xla fwd':>8s} {'torch fwd':>9s} "
             f"{'xla dx':>8s} {'torch dx':>8s} {'xla dW':>8s} {'torch dW':>8s} {'im2col dW':>9s} "

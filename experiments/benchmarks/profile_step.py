@@ -31,7 +31,7 @@ import jax  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks import torch_models  # noqa: E402
-from segjax import config as config_lib, sharding as sharding_lib, train  # noqa: E402
+from segjax import config as config_lib, host_memory, sharding as sharding_lib, train  # noqa: E402
 from segjax.data import pipeline  # noqa: E402
 
 
@@ -90,6 +90,7 @@ def main():
   parser.add_argument("--steps", type=int, default=2)
   parser.add_argument("--model", default="segnet", choices=("segnet", "unet"))
   args = parser.parse_args()
+  retained = host_memory.configure()  # As the entry points do, for both frameworks.
   config = config_lib.base_config()
   config.model.name = args.model
   config.dataset.image_size = args.size
@@ -104,7 +105,8 @@ def main():
     state, metrics = compiled(state, batch)
     jax.block_until_ready(metrics)
     torch_trainer.step()
-  print(f"{args.model} batch {args.batch}, {args.size}x{args.size}; load average {os.getloadavg()}")
+  print(f"{args.model} batch {args.batch}, {args.size}x{args.size}; host memory retained: "
+        f"{retained}; load average {os.getloadavg()}")
   trace_dir = tempfile.mkdtemp(prefix="jax_trace_")
   torch_events = collections.Counter()
   jax_wall, torch_wall = [], []

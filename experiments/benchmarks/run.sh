@@ -2,6 +2,7 @@
 # The train-step measurements of experiments/benchmarks.md, one log each.
 # Run from the repository root:
 #   bash experiments/benchmarks/run.sh [python] [log suffix] [name regex, e.g. segnet]
+# SEGJAX_HOST_MEMORY=release times both frameworks with glibc's malloc defaults.
 set -euo pipefail
 python=${1:-python}
 suffix=${2:-}
@@ -11,7 +12,7 @@ run() {
   local name=$1; shift
   [[ $name =~ $only ]] || return 0
   {
-    echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD); load average $(cut -d' ' -f1-3 /proc/loadavg); SEGJAX_HOST_MEMORY=${SEGJAX_HOST_MEMORY:-retain}"
     echo "# $python -m segjax.benchmark $*"
     "$python" -m segjax.benchmark "$@" 2>&1
   } | tee "$out/$name$suffix.log"

@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 import jax  # noqa: E402
 from jax import lax  # noqa: E402
 
+from segjax import host_memory  # noqa: E402
 from segjax.models import convolution  # noqa: E402
 
 LAYERS = ("8,128,3,64,1 8,128,64,64,1 8,128,64,64,2 8,64,64,128,1 8,64,128,128,1 "
@@ -43,7 +44,9 @@ def main():
   parser.add_argument("layers", nargs="*", default=LAYERS)
   parser.add_argument("--repeats", type=int, default=5)
   args = parser.parse_args()
-  print(f"jax {jax.__version__}; load average {os.getloadavg()}", flush=True)
+  retained = host_memory.configure()  # As the entry points do.
+  print(f"jax {jax.__version__}; host memory retained: {retained}; load average {os.getloadavg()}",
+        flush=True)
   for layer in args.layers:
     n, size, c_in, c_out, stride = map(int, layer.split(","))
     keys = jax.random.split(jax.random.key(0), 3)
