@@ -1,12 +1,12 @@
 """Keeps freed host memory in the process, so that a step's buffers need no page faults.
 
 XLA:CPU allocates a program's temporary buffer at every execution and frees it
-afterwards (760 MB for SegNet's train step at batch 8 and 128x128). glibc's
+afterwards (725 MiB for SegNet's train step at batch 8 and 128x128). glibc's
 malloc serves a block that large with a fresh `mmap`, also from the arenas of
 XLA's worker threads, and unmaps it on `free`: the kernel zero-fills every page
-again on first touch, step after step. On a 2-core CPU that was 255,000 page
-faults and 0.40 s of system CPU time per SegNet step, about a sixth of the
-step's CPU time (experiments/benchmarks.md, "Host memory kept between steps").
+again on first touch, step after step. On a 2-core CPU that was 254,000 page
+faults and 0.39 s of system CPU time per SegNet step, 18% of the step's CPU
+time (experiments/benchmarks/page_faults_segnet_b8_128.log).
 
 `retain_freed_memory()` sets three glibc malloc parameters, process-wide:
 
