@@ -39,21 +39,21 @@ def child(args) -> dict:
   sys.path.insert(0, REPO)
   from segjax import host_memory
   retained = host_memory.configure()
+  import contextlib
+
   import jax
 
+  import alternate
   from benchmarks import torch_models
-  from segjax import config as config_lib, sharding as sharding_lib, train
-  from segjax.data import pipeline
+  from segjax import config as config_lib
 
   config = config_lib.base_config()
   config.model.name = args.model
   config.dataset.image_size = args.size
   config.batch_size = args.batch
-  host = pipeline.synthetic_batch(args.batch, args.size, args.size, 3, 2)
-  trainer = train.Trainer(config, train.create_model(config, 2), 2, (args.size, args.size, 3), 255)
-  batch = sharding_lib.put_batch(host, trainer.batch_sharding)
-  compiled = trainer.train_step.lower(trainer.state, batch).compile()
-  holder = {"state": trainer.state}
+  steps, host = alternate.compile_variants(config, 2, {"segjax": contextlib.nullcontext})
+  compiled, state, batch = steps["segjax"]
+  holder = {"state": state}
 
   def segjax_step():
     holder["state"], metrics = compiled(holder["state"], batch)
