@@ -16,7 +16,7 @@ import os
 import jax
 from absl import app, flags, logging
 
-from segjax import checkpointing, host_memory, outputs, train, writers
+from segjax import checkpointing, outputs, train, writers
 from segjax import data as datasets
 from segjax.data import pipeline
 
@@ -64,7 +64,6 @@ def main(argv):
     raise app.UsageError("--workdir is required")
   if FLAGS.output and os.path.exists(FLAGS.output):
     raise app.UsageError(f"--output {FLAGS.output} exists; name a new file")
-  host_memory.configure()  # Before JAX starts its threads.
   logging.set_verbosity(logging.WARNING)
   result = evaluate(FLAGS.workdir, FLAGS.step, FLAGS.split, FLAGS.flip)
   summary = ", ".join(f"{key} {value:.4f}" for key, value in result.items()

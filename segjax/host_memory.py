@@ -16,13 +16,18 @@ time (experiments/benchmarks/page_faults_segnet_b8_128.log).
 - `M_TRIM_THRESHOLD` = -1 (stored by glibc as the largest size_t): freed memory
   at the top of the heap is never given back.
 
-A freed buffer then stays mapped and the next step reuses it. The price: the
+A freed buffer then stays mapped and the next step reuses it. The prices: the
 process keeps its peak resident memory until it exits, as a caching allocator
-does. The arena setting only affects threads that have not allocated yet, so
-call this first thing in a program, before JAX starts its backend.
+does; and XLA's compiler threads, which allocate often, now share one arena's
+lock, so each compilation takes longer (SegNet's train step: about 1.3 s more,
+experiments/benchmarks/page_faults_segnet_b8_128.log). The step time saved
+repays that within a few dozen steps, so training (`segjax.main`) and the
+benchmark (`segjax.benchmark`) keep memory; `segjax.evaluate` and
+`segjax.predict`, which compile more than they run, do not. The arena setting
+only reaches threads that have not allocated yet, so this must run first
+thing in a program, before JAX starts its backend.
 
-The entry points (`segjax.main`, `.evaluate`, `.predict`, `.benchmark`) call
-`configure()`, which does this unless the environment variable
+Those two call `configure()`, which does this unless the environment variable
 `SEGJAX_HOST_MEMORY` is `release` (glibc's defaults). Elsewhere than Linux with
 glibc there is nothing to set. Where malloc is replaced by LD_PRELOAD
 (tcmalloc, jemalloc: they cache freed memory themselves) the settings reach

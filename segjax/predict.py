@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags, logging
 from PIL import Image
 
-from segjax import checkpointing, host_memory, outputs, sharding as sharding_lib, train, visualize
+from segjax import checkpointing, outputs, sharding as sharding_lib, train, visualize
 from segjax.data import pipeline
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -110,7 +110,6 @@ def predict_paths(predictor: Predictor, paths: list[str], output: str) -> list[s
 
 def main(argv):
   del argv
-  host_memory.configure()  # Before JAX starts its threads.
   logging.set_verbosity(logging.WARNING)
   for name in ("workdir", "input", "output"):
     if not getattr(FLAGS, name):

@@ -73,6 +73,15 @@ def replaced(owner, name: str, value):
     setattr(owner, name, original)
 
 
+def trainer_and_batch(config, num_classes: int, host: dict):
+  """A `train.Trainer` built as `segjax.benchmark` builds it, and `host` on its batch sharding."""
+  size = config.dataset.image_size
+  channels = 1 if config.dataset.grayscale else 3
+  trainer = train.Trainer(config, train.create_model(config, num_classes), num_classes,
+                          (size, size, channels), config.dataset.ignore_index)
+  return trainer, sharding_lib.put_batch(host, trainer.batch_sharding)
+
+
 def compile_variants(config, num_classes: int,
                      variants: dict[str, Callable[[], contextlib.AbstractContextManager]]):
   """Each variant's step, traced inside its context; returns (steps, host batch).
@@ -90,9 +99,7 @@ def compile_variants(config, num_classes: int,
   steps = {}
   for name, context in variants.items():
     with context():
-      trainer = train.Trainer(config, train.create_model(config, num_classes), num_classes,
-                              (size, size, channels), config.dataset.ignore_index)
-      batch = sharding_lib.put_batch(host, trainer.batch_sharding)
+      trainer, batch = trainer_and_batch(config, num_classes, host)
       start = time.perf_counter()
       compiled = trainer.train_step.lower(trainer.state, batch).compile()
     print(f"{name}: compiled in {time.perf_counter() - start:.1f} s, "
