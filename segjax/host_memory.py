@@ -16,7 +16,9 @@ time (experiments/benchmarks/page_faults_segnet_b8_128.log).
 - `M_TRIM_THRESHOLD` = -1 (stored by glibc as the largest size_t): freed memory
   at the top of the heap is never given back.
 
-A freed buffer then stays mapped and the next step reuses it. The prices: the
+A freed buffer then stays mapped and the next step reuses it; now and then
+small allocations split a freed block and the heap grows by fresh pages once
+more. The prices: the
 process keeps its peak resident memory until it exits, as a caching allocator
 does; and XLA's compiler threads, which allocate often, now share one arena's
 lock, so each compilation takes longer (SegNet's train step: about 1.3 s more,
