@@ -124,7 +124,7 @@ def ab_main(variants: dict[str, Callable[..., contextlib.AbstractContextManager]
   def main(argv):
     del argv
     from segjax import host_memory
-    print(f"host memory retained: {host_memory.configure()}")  # As the entry points do.
+    print(f"host memory retained: {host_memory.configure()}")  # As training does.
     config = config_flag.value
     contexts = variants
     if pass_config:

@@ -110,7 +110,7 @@ def main():
   parser.add_argument("--size", type=int, default=128)
   parser.add_argument("--repeats", type=int, default=5)
   args = parser.parse_args()
-  retained = host_memory.configure()  # As the entry points do, for both frameworks.
+  retained = host_memory.configure()  # As training does, for both frameworks.
   print(f"jax {jax.__version__}, torch {torch.__version__}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, "
         f"host memory retained: {retained}, load average {os.getloadavg()}")
   rng = np.random.default_rng(0)

@@ -9,7 +9,7 @@ forward pass, input gradient and weight gradient as `jax.vjp` builds them
 median wall time, process CPU time over the same calls, and their ratio, the
 cores used. Then a sweep of forward passes that varies one dimension at a
 time (batch, height, width, channels) around the 64x64x64 layers where the
-ratio is 1. Host memory is kept as the entry points keep it.
+ratio is 1. Host memory is kept as training keeps it.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ def main():
   parser.add_argument("--steps", type=int, default=2)
   parser.add_argument("--model", default="segnet", choices=("segnet", "unet"))
   args = parser.parse_args()
-  retained = host_memory.configure()  # As the entry points do, for both frameworks.
+  retained = host_memory.configure()  # As training does, for both frameworks.
   config = config_lib.base_config()
   config.model.name = args.model
   config.dataset.image_size = args.size

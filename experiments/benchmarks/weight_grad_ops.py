@@ -44,7 +44,7 @@ def main():
   parser.add_argument("layers", nargs="*", default=LAYERS)
   parser.add_argument("--repeats", type=int, default=5)
   args = parser.parse_args()
-  retained = host_memory.configure()  # As the entry points do.
+  retained = host_memory.configure()  # As training does.
   print(f"jax {jax.__version__}; host memory retained: {retained}; load average {os.getloadavg()}",
         flush=True)
   for layer in args.layers:
