@@ -18,11 +18,11 @@ time (experiments/benchmarks/page_faults_segnet_b8_128.log).
 
 A freed buffer then stays mapped and the next step reuses it; now and then
 small allocations split a freed block and the heap grows by fresh pages once
-more. The prices: the
-process keeps its peak resident memory until it exits, as a caching allocator
-does; and XLA's compiler threads, which allocate often, now share one arena's
-lock, so each compilation takes longer (SegNet's train step: 5.6 s instead of
-4.1, experiments/benchmarks/page_faults_segnet_b8_128.log). The step time saved
+more. The prices: the process keeps its peak resident memory until it exits,
+as a caching allocator does; and XLA's compiler threads, which allocate
+often, now share one arena's lock, so each compilation takes longer
+(SegNet's train step: 5.6 s instead of 4.1,
+experiments/benchmarks/page_faults_segnet_b8_128.log). The step time saved
 repays that after about 7 steps, so training (`segjax.main`) and the
 benchmark (`segjax.benchmark`) keep memory; `segjax.evaluate` and
 `segjax.predict`, which compile more than they run, do not. The arena setting
