@@ -8,8 +8,8 @@ what training and the benchmark set) a fresh process builds segjax's train step 
 PyTorch step of `benchmarks/torch_models.py` on the same batch, runs two of
 each untimed, then `--steps` of segjax's and `--steps` of PyTorch's, and prints
 per step: wall time, user and system CPU time and minor page faults
-(getrusage), XLA's temporary buffer size, and the median of three
-compilations of the step. Each setting needs its own
+(getrusage), XLA's temporary buffer size, the median of three compilations
+of the step, and the process's resident memory after segjax's timed steps. Each setting needs its own
 process: the malloc parameters have to be set before JAX starts its threads.
 """
 
@@ -69,10 +69,11 @@ def child(args) -> dict:
   for _ in range(2):
     segjax_step()
     torch_trainer.step()
-  return {"host_memory_retained": retained,
+  segjax = _measure(segjax_step, args.steps)
+  resident = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+  return {"host_memory_retained": retained, "resident_bytes": resident, "segjax": segjax,
           "compile_s": sorted(compile_seconds)[1],
           "xla_temp_bytes": compiled.memory_analysis().temp_size_in_bytes,
-          "segjax": _measure(segjax_step, args.steps),
           "torch": _measure(torch_trainer.step, args.steps)}
 
 
@@ -96,7 +97,8 @@ def main():
     result = json.loads(done.stdout.strip().splitlines()[-1])
     print(f"SEGJAX_HOST_MEMORY={setting} (XLA temporary buffer "
           f"{result['xla_temp_bytes'] / 2**20:.0f} MiB; compiling the step "
-          f"{result['compile_s']:.2f} s, median of 3):")
+          f"{result['compile_s']:.2f} s, median of 3; process resident after segjax's steps "
+          f"{result['resident_bytes'] / 2**20:.0f} MiB):")
     for framework in ("segjax", "torch"):
       m = result[framework]
       print(f"  {framework:6s} wall {m['wall_s']:.3f} s, user {m['user_s']:.3f} s, system "
