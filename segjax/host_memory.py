@@ -4,8 +4,8 @@ XLA:CPU allocates a program's temporary buffer at every execution and frees it
 afterwards (725 MiB for SegNet's train step at batch 8 and 128x128). glibc's
 malloc serves a block that large with a fresh `mmap`, also from the arenas of
 XLA's worker threads, and unmaps it on `free`: the kernel zero-fills every page
-again on first touch, step after step. On a 2-core CPU that was 256,000 page
-faults and 0.42 s of system CPU time per SegNet step, 18% of the step's CPU
+again on first touch, step after step. On a 2-core CPU that was 252,000 page
+faults and 0.40 s of system CPU time per SegNet step, 18% of the step's CPU
 time (experiments/benchmarks/page_faults_segnet_b8_128.log).
 
 `retain_freed_memory()` sets three glibc malloc parameters, process-wide:
@@ -21,9 +21,9 @@ small allocations split a freed block and the heap grows by fresh pages once
 more. The prices: the process keeps its peak resident memory until it exits,
 as a caching allocator does; and XLA's compiler threads, which allocate
 often, now share one arena's lock, so each compilation takes longer
-(SegNet's train step: 5.6 s instead of 4.1,
+(SegNet's train step: 5.8 s instead of 4.3,
 experiments/benchmarks/page_faults_segnet_b8_128.log). The step time saved
-repays that after about 7 steps, so training (`segjax.main`) and the
+repays that within 5 to 8 steps, so training (`segjax.main`) and the
 benchmark (`segjax.benchmark`) keep memory; `segjax.evaluate` and
 `segjax.predict`, which compile more than they run, do not. The arena setting
 only reaches threads that have not allocated yet, so this must run first
