@@ -58,7 +58,10 @@ class Run:
     self._metrics_offset, self._metrics_end = _size(os.path.join(workdir, "metrics.jsonl")), None
     name = f"{workdir}.{next(_run_ids)}"
     self._stdout, self._stderr = open(name + ".stdout", "w+"), open(name + ".stderr", "w+")
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO,
+    # SEGJAX_HOST_MEMORY=release: these small runs are compile-bound, and kept host
+    # memory only makes compiling slower (segjax.host_memory); the two-process
+    # training test in test_sharding.py runs with the default.
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO, SEGJAX_HOST_MEMORY="release",
                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
                JAX_COMPILATION_CACHE_DIR=cache_dir,
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
