@@ -24,6 +24,9 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)
+
+from segjax import host_memory  # noqa: E402  (no JAX import: safe before configure())
 
 
 def _measure(step, steps: int) -> dict:
@@ -37,8 +40,6 @@ def _measure(step, steps: int) -> dict:
 
 
 def child(args) -> dict:
-  sys.path.insert(0, REPO)
-  from segjax import host_memory
   retained = host_memory.configure()
   import jax
 
@@ -91,11 +92,11 @@ def main():
   print(f"{args.model} batch {args.batch}, {args.size}x{args.size}, {args.steps} steps of each; "
         f"load average {os.getloadavg()}", flush=True)
   for setting in ("release", "retain"):
-    env = {**os.environ, "SEGJAX_HOST_MEMORY": setting}
+    env = {**os.environ, host_memory.ENVIRONMENT_VARIABLE: setting}
     done = subprocess.run([sys.executable, __file__, "--child", *sys.argv[1:]], env=env,
                           capture_output=True, text=True, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    print(f"SEGJAX_HOST_MEMORY={setting} (XLA temporary buffer "
+    print(f"{host_memory.ENVIRONMENT_VARIABLE}={setting} (XLA temporary buffer "
           f"{result['xla_temp_bytes'] / 2**20:.0f} MiB; compiling the step "
           f"{result['compile_s']:.2f} s, median of 3; process resident after segjax's steps "
           f"{result['resident_bytes'] / 2**20:.0f} MiB):")
