@@ -47,8 +47,7 @@ class Predictor:
     model = train.create_model(self.config, self.num_classes)
     # One device is enough to segment single images.
     mesh = sharding_lib.create_mesh(devices=jax.local_devices()[:1])
-    abstract = jax.eval_shape(lambda: train.create_train_state(
-        self.config, model, (*self.size, self.num_channels), mesh))
+    abstract = train.abstract_train_state(self.config, model, (*self.size, self.num_channels))
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding_lib.replicated(mesh)),
         abstract)

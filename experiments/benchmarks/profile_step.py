@@ -1,12 +1,13 @@
 """Where a SegNet (or U-Net) train step's time goes, segjax (XLA:CPU) and PyTorch eager.
 
-  python experiments/benchmarks/profile_step.py [--model segnet|unet] [--batch 8] [--size 128] [--steps 2]
+  python experiments/benchmarks/profile_step.py [--model segnet|unet] [--batch 8] [--size 128] [--steps 2] [--top 0]
 
 segjax: a jax.profiler trace of `--steps` steps; each XLA op's time is matched
 to the optimized HLO (dumped to a temporary XLA_FLAGS=--xla_dump_to folder) and
 put in a category: convolution forward / input gradient / weight gradient (the
 transposed convolutions apart), transposes and copies, the rest (BatchNorm,
-ReLU, loss, Adam, norms: elementwise and reductions). PyTorch: torch.profiler
+ReLU, loss, Adam, norms: elementwise and reductions); `--top N` also lists
+the N slowest ops with their shape and source. PyTorch: torch.profiler
 self CPU time of the same number of steps, by aten op. Steps alternate.
 """
 
@@ -35,8 +36,8 @@ from segjax import config as config_lib, host_memory, sharding as sharding_lib, 
 from segjax.data import pipeline  # noqa: E402
 
 
-def hlo_categories(hlo: str) -> dict[str, str]:
-  """Instruction name -> category, for the entry computation's ops."""
+def hlo_categories(hlo: str) -> tuple[dict[str, str], dict[str, str]]:
+  """Instruction name -> category, and -> "shape  source", for the entry computation's ops."""
   fused = {}
   current = None
   for line in hlo.splitlines():
@@ -46,7 +47,7 @@ def hlo_categories(hlo: str) -> dict[str, str]:
       fused[current] = []
     elif current and line.startswith("  "):
       fused[current].append(line)
-  result = {}
+  result, descriptions = {}, {}
   for line in hlo.splitlines():
     m = re.match(r"^\s+(?:ROOT )?%?([\w.\-]+) = (\w+)\[([\d,]*)\]", line)
     if not m:
@@ -55,8 +56,9 @@ def hlo_categories(hlo: str) -> dict[str, str]:
     dims = [int(d) for d in dims.split(",") if d]
     calls = re.search(r"calls=%?([\w.\-]+)", line)
     body = line + "".join(fused.get(calls.group(1), [])) if calls else line
-    op_name = re.search(r'op_name="([^"]*)"', line)
+    op_name = re.search(r'op_name="([^"]*)"', body)
     op_name = op_name.group(1) if op_name else ""
+    descriptions[name] = f"{m.group(2)}[{m.group(3)}]  {op_name[-90:]}"
     if "convolution(" in body:
       conv_line = line if "convolution(" in line else next(
           l for l in fused.get(calls.group(1), []) if "convolution(" in l)
@@ -80,7 +82,7 @@ def hlo_categories(hlo: str) -> dict[str, str]:
       result[name] = "transpose / copy"
     else:
       result[name] = "elementwise, reductions, optimizer"
-  return result
+  return result, descriptions
 
 
 def main():
@@ -89,6 +91,7 @@ def main():
   parser.add_argument("--size", type=int, default=128)
   parser.add_argument("--steps", type=int, default=2)
   parser.add_argument("--model", default="segnet", choices=("segnet", "unet"))
+  parser.add_argument("--top", type=int, default=0, help="list the N slowest segjax ops")
   args = parser.parse_args()
   retained = host_memory.configure()  # As training does, for both frameworks.
   config = config_lib.base_config()
@@ -122,8 +125,9 @@ def main():
     for event in prof.key_averages():
       torch_events[event.key] += event.self_cpu_time_total / 1e3
   hlo_files = [p for p in glob.glob(f"{DUMP}/*jit_train_step*after_optimizations.txt")]
-  categories = hlo_categories(open(min(hlo_files, key=len)).read())
+  categories, descriptions = hlo_categories(open(min(hlo_files, key=len)).read())
   totals = collections.defaultdict(float)
+  per_op = collections.Counter()
   wall = 0.0
   for path in glob.glob(f"{trace_dir}/**/*.trace.json.gz", recursive=True):
     events = json.load(gzip.open(path))
@@ -133,6 +137,7 @@ def main():
         continue
       if e["name"] in categories:
         totals[categories[e["name"]]] += e["dur"] / 1e3 / args.steps
+        per_op[e["name"]] += e["dur"] / 1e3 / args.steps
       elif e["name"].startswith("ThunkExecutor::Execute (wait"):
         wall += e["dur"] / 1e3 / args.steps
   print(f"\nsegjax, ms per step (sum of op times over {args.steps} steps / steps; ops run on "
@@ -141,6 +146,10 @@ def main():
     print(f"  {v:8.1f}  {k}")
   print(f"  {sum(totals.values()):8.1f}  total; wall time {1e3 * sum(jax_wall) / args.steps:.1f} ms "
         "per step (profiled)")
+  if args.top:
+    print(f"\nsegjax's {args.top} slowest ops, ms per step:")
+    for name, ms in per_op.most_common(args.top):
+      print(f"  {ms:8.1f}  {categories[name][:24]:24}  {name[:28]:28}  {descriptions[name]}")
   groups = collections.defaultdict(float)
   for key, ms in torch_events.items():
     if key in ("aten::convolution_backward",):
