@@ -67,6 +67,8 @@ def abstract_train_state(config: ml_collections.ConfigDict, model: nn.Module,
 def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
                        input_shape: tuple[int, int, int], mesh) -> TrainState:
   """Initialises the state directly in its sharding on the mesh."""
+  # One initializer for both shapes and values: the state's optimizer is part of
+  # its tree structure, and another `_state_initializer` call builds another one.
   init, rng = _state_initializer(config, model, input_shape), jax.random.key(config.seed)
   shardings = sharding_lib.state_shardings(mesh, jax.eval_shape(init, rng))
   return jax.jit(init, out_shardings=shardings,

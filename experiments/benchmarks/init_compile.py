@@ -63,10 +63,10 @@ def main():
                                   jnp.zeros((1, args.size, args.size, 3)), train=False)
     compile_default, run_default, default = time_init(init, None)
     compile_o0, run_o0, o0 = time_init(init, {"xla_backend_optimization_level": 0})
-    size = sum(x.size for x in jax.tree.leaves(default["params"]))
+    parameters = sum(x.size for x in jax.tree.leaves(default["params"]))
     diff = max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
                for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(o0)))
-    print(f"{os.path.basename(path):28} {size / 1e6:7.1f}M | {compile_default:9.2f}s "
+    print(f"{os.path.basename(path):28} {parameters / 1e6:7.1f}M | {compile_default:9.2f}s "
           f"{run_default:6.2f}s | {compile_o0:9.2f}s {run_o0:6.2f}s | "
           f"{(compile_default + run_default) / (compile_o0 + run_o0):10.1f}x | {diff:.1e}", flush=True)
   print(f"load average {os.getloadavg()}")
