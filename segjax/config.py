@@ -26,7 +26,14 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.dataset = ml_collections.ConfigDict()
   c.dataset.name = "synthetic_skin"
-  c.dataset.image_size = 64            # Training size in pixels (square images).
+  c.dataset.image_size = 64            # Training crop: one size or (height, width).
+  c.dataset.resize = "squash"          # squash: every image resized to image_size (aspect
+                                       # lost); keep_ratio: rescaled to fit `scale`, random
+                                       # rescale by `scale_range`, random crop of image_size.
+  c.dataset.scale = ()                 # keep_ratio: (long side, short side) each image is
+                                       # fitted into (train and test); (): its own size.
+  c.dataset.cat_max_ratio = 1.0        # keep_ratio: < 1 retries a crop (up to 10 times) where
+                                       # one class covers more than this fraction.
   c.dataset.data_dir = "~/tensorflow_datasets"  # Where prepared TFDS datasets are written.
   c.dataset.source_dir = ""            # Raw files of datasets built from a folder.
   c.dataset.train_split = "train"
@@ -52,7 +59,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.split_column = "split"     # The split_file column holding train | val | test.
   # Augmentation options (segjax.data.augment).
   c.dataset.hflip_prob = 0.5           # flip
-  c.dataset.scale_range = (0.75, 1.5)  # scale_crop, affine: zoom factors.
+  c.dataset.scale_range = (0.75, 1.5)  # scale_crop, affine, keep_ratio: zoom factors.
   c.dataset.translate_fraction = 0.1   # translate, affine: largest shift / size.
   c.dataset.rotation_degrees = 15.0    # rotate, affine
   c.dataset.shear_degrees = 5.0        # affine
@@ -78,7 +85,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.dtype = "float32"                  # Compute dtype ("bfloat16": fp32 parameters).
   c.grad_accum_steps = 1               # Micro-batches per step (batch_size divides by it).
   c.ema_decay = 0.0                    # > 0: evaluate an exponential moving average of params.
-  c.eval_flip = False                  # True: evaluate on the mean of image and mirror logits.
+  # Inference of training-time evaluation, segjax.evaluate and segjax.predict
+  # (segjax.inference): images at their own size, scored at their original resolution.
+  c.eval = ml_collections.ConfigDict()
+  c.eval.mode = "whole"                # whole: padded whole images | slide: crop-size windows.
+  c.eval.scales = (1.0,)               # Test-time scales (logits averaged), e.g. (0.75, 1, 1.25).
+  c.eval.flip = False                  # True: also the mirror image's logits (averaged).
+  c.eval.stride = ()                   # slide: window step, one size or (h, w); (): 2/3 window.
+  c.eval.window_batch_size = 8         # slide: windows per network call.
+  c.eval.max_shapes = 8                # whole: padded input shapes compiled at most.
+  c.eval_flip = False                  # Older name of eval.flip (either switches it on).
   c.skip_nonfinite = False             # True: skip (and count) non-finite updates, else stop.
   c.cpu_conv_kernels = "default"       # CPU train step convolutions: default (XLA's choice) |
                                        # eigen | autotune (the faster; segjax.cpu_kernels).
