@@ -43,7 +43,14 @@ def get_config(skin_sfa_dir: str = ""):
     config.dataset.split_column = "orig_split"
     config.dataset.mask_encoding = "binary"
     config.dataset.class_names = ("background", "skin")
-    config.dataset.image_size = 96     # Divisible by 32; images are squeezed to squares.
+    # Aspect kept: each photo fitted into 384x288 (half its size), rescaled by a
+    # random factor in scale_range, then a random 192x192 crop; evaluation runs
+    # the whole photo at 384x288 and scores at the original 512x768 / 768x576.
+    config.dataset.resize = "keep_ratio"
+    config.dataset.scale = (384, 288)
+    config.dataset.scale_range = (0.5, 1.5)
+    config.dataset.image_size = 192
+    config.dataset.augmentations = ("flip", "color_jitter")
     config.num_train_steps = 1000
     config.eval_every_steps = 250
   return config

@@ -38,7 +38,7 @@ import ml_collections
 import numpy as np
 
 from segjax import losses
-from segjax.data import normalize
+from segjax.data import normalize, pipeline
 
 MODES = ("whole", "slide")
 RESIZE_POLICIES = ("squash", "keep_ratio")
@@ -69,21 +69,12 @@ def model_logits(apply_fn: Callable, variables: dict, images: jax.Array,
 
 # Sizes.
 
-def rescale_factor(height: int, width: int, scale: Sequence[int]) -> float:
-  """Factor that fits (height, width) into `scale` = (long side, short side) keeping the
-  aspect ratio (mmsegmentation's keep-ratio `Resize`); 1 when `scale` is empty."""
-  if not scale:
-    return 1.0
-  long_side, short_side = (float(v) for v in scale)
-  return min(long_side / max(height, width), short_side / min(height, width))
-
-
 def test_size(height: int, width: int, options: "Options", scale: float) -> tuple[int, int]:
   """(height, width) the network sees for an image of that size at test `scale`."""
   if options.resize == "squash":
     base_height, base_width = options.image_size
   else:
-    factor = rescale_factor(height, width, options.scale)
+    factor = pipeline.rescale_factor(height, width, options.scale)
     base_height, base_width = height * factor, width * factor
   return max(1, round(base_height * scale)), max(1, round(base_width * scale))
 
@@ -201,8 +192,8 @@ class Options:
 # Device programs around the network: normalise, resize, accumulate.
 
 def _masked_normalize(images: jax.Array, sizes: jax.Array, mode: str) -> jax.Array:
-  """uint8 (N, H, W, C) canvases with images of `sizes` (N, 2) in the top-left corner ->
-  float32, normalised over each image's own pixels only (matters for `per_image`)."""
+  """(N, H, W, C) pixel values (0-255) with images of `sizes` (N, 2) in the top-left
+  corner -> float32 normalised; `per_image` statistics over each image's own pixels."""
   if mode != "per_image":
     return normalize.normalize_images(images, mode)
   x = images.astype(jnp.float32)
@@ -251,8 +242,10 @@ def resize_batch(x: jax.Array, sizes: jax.Array, targets: jax.Array,
 
 @functools.partial(jax.jit, static_argnames=("shape", "normalization"))
 def _prepare(canvas, sizes, targets, *, shape, normalization):
-  """uint8 canvases -> normalised float32 (N, *shape, C), each image at its test size."""
-  return resize_batch(_masked_normalize(canvas, sizes, normalization), sizes, targets, shape)
+  """uint8 canvases -> normalised float32 (N, *shape, C), each image at its test size
+  and padded with 0 before normalising, as training pads its crops."""
+  resized = resize_batch(canvas.astype(jnp.float32), sizes, targets, shape)
+  return _masked_normalize(resized, targets, normalization)
 
 
 @functools.partial(jax.jit, static_argnames=("shape",))
