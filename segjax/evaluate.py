@@ -63,6 +63,8 @@ def evaluate(workdir: str, step: int | None = None, split: str | None = None,
     config.eval.flip = True
   if split:
     config.dataset.eval_split = split
+  # Only the evaluation split is read: a test folder needs no training split.
+  config.dataset.train_split = config.dataset.eval_split
   data = datasets.load(config.dataset)
   if data.num_classes != run.num_classes:
     raise ValueError(
