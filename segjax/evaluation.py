@@ -82,9 +82,9 @@ class Result:
 def evaluate(segmenter: inference.Segmenter, variables: dict, source: RecordSource, *,
              num_classes: int, ignore_index: int, objective: losses.Objective) -> Result:
   """Scores every image of `source` once, at its mask's size (see the module docstring)."""
-  zeros = lambda: {name: jnp.zeros((), jnp.float32) for name in objective.weights}
-  totals = {"confusion": metrics_lib.zero_counts(num_classes), "loss_sums": zeros(),
-            "loss_normalisers": zeros()}  # Distinct buffers: all of them are donated.
+  zeros = lambda: {name: segmenter.put(np.zeros((), np.float32)) for name in objective.weights}
+  totals = {"confusion": segmenter.put(metrics_lib.zero_counts(num_classes)),
+            "loss_sums": zeros(), "loss_normalisers": zeros()}  # Distinct buffers: donated.
   masks, keys, per_image = {}, [], []
 
   def images():
@@ -98,11 +98,11 @@ def evaluate(segmenter: inference.Segmenter, variables: dict, source: RecordSour
 
   for group in segmenter.segment(variables, images()):
     labels = labels_canvas(group, masks, ignore_index)
-    totals, counts = _score(totals, group.logits, jnp.asarray(labels), objective=objective,
+    totals, counts = _score(totals, group.logits, segmenter.put(labels), objective=objective,
                             num_classes=num_classes, ignore_index=ignore_index)
     keys.append(group.keys)
     per_image.append(counts)
-  totals, per_image = jax.device_get((totals, per_image))  # One transfer, at the end.
+  totals, per_image = inference.to_host((totals, per_image))  # One transfer, at the end.
   confusion = metrics_lib.exact_counts(totals["confusion"])
   result = metrics_lib.from_confusion_matrix(confusion)
   result["loss"] = float(objective.combine(totals["loss_sums"], totals["loss_normalisers"]))
@@ -133,7 +133,7 @@ def predict_masks(segmenter: inference.Segmenter, variables: dict,
   """{key: uint8 (H, W) predicted classes} of {key: uint8 (H, W, C) image}."""
   out = {}
   for group in segmenter.segment(variables, images.items()):
-    predictions = np.asarray(group.predictions())
+    predictions = group.predictions()
     for i, key in enumerate(group.keys):
       if key is not None:
         height, width = group.sizes[i]

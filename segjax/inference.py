@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -276,6 +276,9 @@ def _add_windows(total, logits, corners, weights):
   return jax.lax.fori_loop(0, logits.shape[0], body, total)
 
 
+_predicted_classes = jax.jit(losses.predicted_classes)
+
+
 # The segmenter.
 
 @dataclasses.dataclass
@@ -292,9 +295,9 @@ class Group:
   sizes: np.ndarray
   logits: jax.Array
 
-  def predictions(self) -> jax.Array:
-    """int32 (N, H, W) class per pixel (device)."""
-    return losses.predicted_classes(self.logits)
+  def predictions(self) -> np.ndarray:
+    """int32 (N, H, W) class per pixel (host)."""
+    return to_host(_predicted_classes(self.logits))
 
 
 class Segmenter:
@@ -303,8 +306,11 @@ class Segmenter:
   Args:
     apply_fn: `model.apply`.
     options: `Options`.
-    batch_sharding: where network inputs go (the data axes of a mesh); batches
-      whose size does not divide by its devices, and None, stay replicated.
+    batch_sharding: where network inputs go (the data axes of the mesh the
+      variables live on); batches whose size does not divide by its devices
+      stay replicated. With it, every host array becomes a global array
+      replicated over the mesh, so that all processes of a multi-process run
+      segment the same images together. None: the default device.
     log: one line per new compiled shape (and per slide fallback).
   """
 
@@ -315,6 +321,17 @@ class Segmenter:
     self.log = log
     self._network = jax.jit(functools.partial(network_logits, apply_fn, flip=options.flip))
     self.compiled_shapes: list[tuple[int, int]] = []  # Whole-mode network inputs.
+    if batch_sharding is not None:
+      self._replicated = jax.sharding.NamedSharding(batch_sharding.mesh,
+                                                    jax.sharding.PartitionSpec())
+      self._to_batch_sharding = jax.jit(lambda x: x, out_shardings=batch_sharding)
+
+  def put(self, array: np.ndarray) -> jax.Array:
+    """A host array (the same on every process) on the device(s), replicated."""
+    array = np.asarray(array)
+    if self.batch_sharding is None:
+      return jnp.asarray(array)
+    return jax.make_array_from_callback(array.shape, self._replicated, lambda index: array[index])
 
   # Planning: where each image of (height, width) runs, per scale.
 
@@ -384,23 +401,23 @@ class Segmenter:
     for i, (_, image) in enumerate(group):
       canvas[i, :image.shape[0], :image.shape[1]] = image
       sizes[i] = image.shape[:2]
-    device_canvas, device_sizes = jnp.asarray(canvas), jnp.asarray(sizes)
-    total = jnp.zeros((count, *canvas_shape, 0), jnp.float32)
+    device_canvas = self.put(canvas)
+    # Padding rows (size 0) resize from and to one pixel: finite and ignored.
+    safe_sizes = self.put(np.maximum(sizes, 1))
+    total = None
     for scale, (mode, shape) in zip(self.options.scales, per_scale):
       targets = np.array([test_size(h, w, self.options, scale) if h else (0, 0)
                           for h, w in sizes], np.int32)
-      # Padding rows (size 0) resize from and to one pixel: finite and ignored.
-      safe_sizes, safe_targets = np.maximum(sizes, 1), np.maximum(targets, 1)
-      images = _prepare(device_canvas, jnp.asarray(safe_sizes), jnp.asarray(safe_targets),
-                        shape=shape, normalization=self.options.normalization)
+      safe_targets = self.put(np.maximum(targets, 1))
+      images = _prepare(device_canvas, safe_sizes, safe_targets, shape=shape,
+                        normalization=self.options.normalization)
       if mode == "whole":
         logits = self._network(variables, self._place(images))
       else:
         logits = self._slide(variables, images)
-      if total.shape[-1] == 0:
-        total = jnp.zeros((*total.shape[:-1], logits.shape[-1]), jnp.float32)
-      total = _to_canvas(total, logits, jnp.asarray(safe_targets), jnp.asarray(safe_sizes),
-                         shape=canvas_shape)
+      if total is None:
+        total = self.put(np.zeros((count, *canvas_shape, logits.shape[-1]), np.float32))
+      total = _to_canvas(total, logits, safe_targets, safe_sizes, shape=canvas_shape)
     if len(self.options.scales) > 1:
       total = total / len(self.options.scales)
     keys = [key for key, _ in group] + [None] * (count - len(group))
@@ -409,7 +426,7 @@ class Segmenter:
   def _place(self, x: jax.Array) -> jax.Array:
     sharding = self.batch_sharding
     if sharding is not None and x.shape[0] % sharding.mesh.size == 0:
-      return jax.device_put(x, sharding)
+      return self._to_batch_sharding(x)
     return x
 
   def _slide(self, variables: dict, images: jax.Array) -> jax.Array:
@@ -431,12 +448,23 @@ class Segmenter:
     corners = np.concatenate([corners, np.zeros((padded - len(corners), 3), np.int32)])
     total = None
     for start in range(0, padded, batch):
-      chunk = jnp.asarray(corners[start:start + batch])
+      chunk = self.put(corners[start:start + batch])
       logits = self._network(variables, self._place(_windows(images, chunk, window=window)))
       if total is None:
-        total = jnp.zeros((count, height, width, logits.shape[-1]), jnp.float32)
-      total = _add_windows(total, logits, chunk, jnp.asarray(weights[start:start + batch]))
-    return total / jnp.asarray(coverage)[None, :, :, None]
+        total = self.put(np.zeros((count, height, width, logits.shape[-1]), np.float32))
+      total = _add_windows(total, logits, chunk, self.put(weights[start:start + batch]))
+    return total / self.put(coverage[None, :, :, None])
+
+
+def to_host(tree):
+  """numpy copies of device arrays; arrays spread over several processes are gathered
+  (a collective: every process calls it at the same point)."""
+  def fetch(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      from jax.experimental import multihost_utils
+      return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+  return jax.tree.map(fetch, tree)
 
 
 def cost_note(options: Options) -> str:

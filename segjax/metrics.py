@@ -35,9 +35,9 @@ def confusion_matrix(labels: jax.Array, predictions: jax.Array, valid: jax.Array
   return counts.reshape(num_classes, num_classes).astype(jnp.int32)
 
 
-def zero_counts(num_classes: int) -> jax.Array:
-  """uint32 (2, C, C): the low and high 32-bit words of a count of 0."""
-  return jnp.zeros((2, num_classes, num_classes), jnp.uint32)
+def zero_counts(num_classes: int) -> np.ndarray:
+  """uint32 (2, C, C): the low and high 32-bit words of a count of 0 (host)."""
+  return np.zeros((2, num_classes, num_classes), np.uint32)
 
 
 def add_counts(total: jax.Array, counts: jax.Array) -> jax.Array:

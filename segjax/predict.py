@@ -20,6 +20,7 @@ import os
 import sys
 from typing import Iterable, Iterator
 
+import jax
 import numpy as np
 from absl import app, flags, logging
 from PIL import Image
@@ -38,6 +39,9 @@ flags.DEFINE_enum("mode", None, list(inference.MODES),
 flags.DEFINE_bool("flip", None, "Also average the mirror image's logits (default: the run's).")
 flags.DEFINE_list("scales", None, "Test scales, e.g. 0.75,1,1.25 (default: the run's).")
 flags.DEFINE_bool("probabilities", False, "Also write NAME_prob_CLASS.png per class.")
+
+
+_probabilities = jax.jit(losses.probabilities)
 
 
 class Predictor:
@@ -68,8 +72,8 @@ class Predictor:
     """(key, uint8 (H, W) classes, float32 (H, W, K) probabilities or None) of each
     (key, uint8 (H, W, C) image), batched as `segjax.inference.Segmenter` does."""
     for group in self.segmenter.segment(self.run.variables, images):
-      classes = np.asarray(group.predictions())
-      probs = np.asarray(losses.probabilities(group.logits)) if probabilities else None
+      classes = group.predictions()
+      probs = inference.to_host(_probabilities(group.logits)) if probabilities else None
       for i, key in enumerate(group.keys):
         if key is not None:
           height, width = group.sizes[i]

@@ -36,7 +36,19 @@ class Pixelwise(nn.Module):
 @pytest.fixture(scope="module")
 def pooled():
   model = Pooled()
-  return model, model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))
+  return model, jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))
+
+
+_REFERENCES = {}
+
+
+def reference_logits(model, variables, images):
+  """model_logits of uint8 images, jitted once per model (op by op, every operation
+  would compile on its own)."""
+  if id(model) not in _REFERENCES:
+    _REFERENCES[id(model)] = jax.jit(
+        lambda v, x: inference.model_logits(model.apply, v, x))
+  return _REFERENCES[id(model)](variables, images)
 
 
 def random_images(sizes, seed=0):
@@ -70,7 +82,7 @@ def test_whole_mode_pads_to_the_stride_and_batches_by_shape(pooled):
       assert tuple(group.sizes[i]) == (h, w)
       padded = np.zeros((-(-h // 4) * 4, -(-w // 4) * 4, 3), np.uint8)
       padded[:h, :w] = image
-      expected = inference.model_logits(model.apply, variables, padded[None])[0, :h, :w]
+      expected = reference_logits(model, variables, padded[None])[0, :h, :w]
       np.testing.assert_allclose(group.logits[i, :h, :w], expected, rtol=1e-5, atol=1e-5)
       assert not np.asarray(group.logits[i, h:]).any()
       assert not np.asarray(group.logits[i, :, w:]).any()
@@ -103,8 +115,7 @@ def test_slide_mode_averages_overlapping_windows(pooled):
   for top in (0, 4, 8):
     for left in (0, 6, 12):
       window = padded[None, top:top + 8, left:left + 8]
-      total[top:top + 8, left:left + 8] += inference.model_logits(model.apply, variables,
-                                                                  window)[0]
+      total[top:top + 8, left:left + 8] += reference_logits(model, variables, window)[0]
       count[top:top + 8, left:left + 8] += 1
   np.testing.assert_allclose(group.logits[0, :13, :18], (total / count)[:13, :18], rtol=1e-5,
                              atol=1e-5)
@@ -120,14 +131,14 @@ def test_scales_and_flip_average_logits_at_the_original_size():
   """A per-pixel model: at any scale the resized logits of a constant image are constant,
   and with the flip the result is the mirror of the mirror image's."""
   model = Pixelwise()
-  variables = model.init(jax.random.key(1), jnp.zeros((1, 4, 4, 3)))
+  variables = jax.jit(model.init)(jax.random.key(1), jnp.zeros((1, 4, 4, 3)))
   options = inference.Options(mode="whole", resize="keep_ratio", scales=(0.5, 1.5),
                               flip=True, total_stride=1)
   segmenter = inference.Segmenter(model.apply, options)
   segment = lambda image: list(segmenter.segment(
       variables, [(0, np.ascontiguousarray(image))]))[0].logits[0, :7, :11]
   constant = np.full((7, 11, 3), 90, np.uint8)
-  expected = inference.model_logits(model.apply, variables, constant[None])[0]
+  expected = reference_logits(model, variables, constant[None])[0]
   np.testing.assert_allclose(segment(constant), expected, rtol=1e-5, atol=1e-5)
   ramp = np.broadcast_to(np.linspace(0, 255, 11).astype(np.uint8)[None, :, None], (7, 11, 3))
   np.testing.assert_allclose(segment(ramp), segment(ramp[:, ::-1])[:, ::-1], rtol=1e-5,
@@ -164,3 +175,54 @@ def test_confusion_counts_stay_exact_past_two_to_the_32():
   assert counts.dtype == np.int64
   np.testing.assert_array_equal(counts, [[5 * (2**31 - 1) + 1, 5 * (2**31 - 1)],
                                          [5 * (2**31 - 1), 5 * (2**31 - 1) + 7]])
+
+
+def test_evaluation_counts_every_original_pixel_once(pooled):
+  """evaluation.evaluate on odd-sized records equals numpy on its predicted masks; the
+  picture picks the first images and the worst-scored others."""
+  from segjax import evaluation, losses
+  model, variables = pooled
+  rng = np.random.default_rng(3)
+  records = []
+  for h, w in [(9, 13), (12, 16), (5, 30), (10, 14), (7, 7)]:
+    mask = rng.integers(0, 3, (h, w)).astype(np.uint8)
+    mask[0, 0] = 255  # Ignored.
+    records.append({"image": rng.integers(0, 256, (h, w, 3), np.uint8), "mask": mask})
+  options = inference.Options(mode="whole", resize="keep_ratio", total_stride=4, batch_size=2)
+  segmenter = inference.Segmenter(model.apply, options)
+  result = evaluation.evaluate(segmenter, variables, records, num_classes=3, ignore_index=255,
+                               objective=losses.Objective({"cross_entropy": 1.0}))
+  predicted = evaluation.predict_masks(segmenter, variables,
+                                       {i: r["image"] for i, r in enumerate(records)})
+  confusion = np.zeros((3, 3), np.int64)
+  for i, record in enumerate(records):
+    valid = record["mask"] != 255
+    expected = np.zeros((3, 3), np.int64)
+    np.add.at(expected, (record["mask"][valid], predicted[i][valid]), 1)
+    np.testing.assert_array_equal(result.per_image[i], expected)
+    confusion += expected
+  assert confusion.sum() == sum(r["mask"].size - 1 for r in records)
+  expected_metrics = metrics.from_confusion_matrix(confusion)
+  assert result.metrics["mean_iou"] == pytest.approx(expected_metrics["mean_iou"], abs=1e-12)
+  assert result.metrics["loss"] > 0
+  fixed, worst = evaluation.pick_images(result.per_image, 2)
+  assert fixed == [0, 1] and len(worst) == 2 and set(worst) <= {2, 3, 4}
+  scores = {i: evaluation.image_score(result.per_image[i]) for i in (2, 3, 4)}
+  assert max(scores[i] for i in worst) <= min(scores[i] for i in set(scores) - set(worst))
+
+
+def test_prediction_grid_keeps_each_aspect_ratio():
+  from segjax import visualize
+  rng = np.random.default_rng(0)
+  rows = []
+  for h, w in [(30, 60), (50, 20)]:
+    label = rng.integers(0, 2, (h, w)).astype(np.uint8)
+    rows.append((rng.integers(0, 256, (h, w, 3), np.uint8), label, 1 - label))
+  grid = visualize.prediction_grid(rows, 2, ["wide", "tall"], long_side=64)
+  # Columns as wide as the widest picture (64); rows 32 and 64 tall under a title line.
+  assert grid.shape[1] == 4 * 64 + 5 * 4 and grid.dtype == np.uint8
+  assert grid.shape[0] == 14 + 4 + (32 + 14 + 4) + (64 + 14 + 4)
+  errors = visualize.error_map(*rows[0], 2)
+  label = rows[0][1]
+  assert (errors[label == 1] == visualize.FALSE_NEGATIVE).all()
+  assert (errors[label == 0] == visualize.FALSE_POSITIVE).all()
