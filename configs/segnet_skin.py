@@ -44,12 +44,14 @@ def get_config(skin_sfa_dir: str = ""):
     config.dataset.mask_encoding = "binary"
     config.dataset.class_names = ("background", "skin")
     # Aspect kept: each photo fitted into 384x288 (half its size), rescaled by a
-    # random factor in scale_range, then a random 192x192 crop; evaluation runs
+    # random factor in scale_range, then a random 160x160 crop; evaluation runs
     # the whole photo at 384x288 and scores at the original 512x768 / 768x576.
     config.dataset.resize = "keep_ratio"
     config.dataset.scale = (384, 288)
     config.dataset.scale_range = (0.5, 1.5)
-    config.dataset.image_size = 192
+    config.dataset.image_size = 160
+    # A quarter of SegNet's width: 1000 steps fit 40 minutes on a busy 2-core CPU.
+    config.model.width_multiplier = 0.25
     config.dataset.augmentations = ("flip", "color_jitter")
     config.num_train_steps = 1000
     config.eval_every_steps = 250

@@ -9,6 +9,7 @@ import jax
 import ml_collections
 
 from segjax import checkpointing, outputs, sharding as sharding_lib, train
+from segjax.data import pipeline
 
 
 @dataclasses.dataclass
@@ -38,7 +39,7 @@ def restore(workdir: str, step: int | None = None) -> RestoredRun:
     step = checkpointing.find_step(manager, step)
     model = train.create_model(config, labels["num_classes"])
     mesh = sharding_lib.create_mesh(devices=jax.local_devices()[:1])
-    height, width = train.pipeline.image_size(config.dataset)
+    height, width = pipeline.image_size(config.dataset)
     abstract = train.abstract_train_state(config, model, (height, width, labels["num_channels"]))
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding_lib.replicated(mesh)),
