@@ -26,7 +26,8 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.dataset = ml_collections.ConfigDict()
   c.dataset.name = "synthetic_skin"
-  c.dataset.image_size = 64            # Training size in pixels (square images).
+  # Training size in pixels: an int (square) or (height, width).
+  c.dataset.image_size = ml_collections.FieldReference(64, field_type=object)
   c.dataset.data_dir = "~/tensorflow_datasets"  # Where prepared TFDS datasets are written.
   c.dataset.source_dir = ""            # Raw files of datasets built from a folder.
   c.dataset.train_split = "train"
@@ -100,7 +101,9 @@ def base_config() -> ml_collections.ConfigDict:
   # The objective: a weighted sum of losses (segjax.losses); 0 switches one off.
   c.loss_weights = ml_collections.ConfigDict(
       {"cross_entropy": 1.0, "dice": 0.0, "focal": 0.0, "rmse": 0.0})
-  c.class_weights = ()                 # Per-class weights of pixel losses; empty: all 1.
+  # Per-class weights of pixel losses: a tuple (empty: all 1) or "median_frequency" |
+  # "inverse_frequency", computed from the training masks (segjax.data.class_weights).
+  c.class_weights = ml_collections.FieldReference((), field_type=object)
   c.focal_gamma = 2.0
 
   c.log_every_steps = 50
