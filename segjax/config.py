@@ -33,7 +33,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.train_split = "train"
   c.dataset.eval_split = "validation"
   c.dataset.ignore_index = 255         # Label value excluded from loss and metrics.
-  c.dataset.normalization = "unit"      # unit | imagenet | per_image (segjax.data.normalize).
+  # "" (the pretrained weights' own, else unit) | unit | imagenet | caffe | per_image
+  # (segjax.data.normalize).
+  c.dataset.normalization = ""
   c.dataset.augmentations = ("flip",)  # Names from segjax.data.augment, applied in order.
   c.dataset.num_workers = 0            # grain worker processes (0: in the main process).
   c.dataset.prefetch_batches = 2       # Batches placed on device ahead of the step.

@@ -265,7 +265,7 @@ class Trainer:
     self.state = create_train_state(config, model, input_shape, self.mesh)
     self.state_sharding = jax.tree.map(lambda x: x.sharding, self.state)
     self.objective = losses.from_config(config)
-    normalization = config.dataset.normalization
+    normalization = self.normalization = normalize.mode_for(config, model)
     frozen = frozen_patterns(config, model)
     optim.check_patterns_match(self.state.params, config.optimizer.freeze)
     step = functools.partial(train_step, objective=self.objective, ignore_index=ignore_index,
