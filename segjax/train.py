@@ -34,12 +34,26 @@ class TrainState(train_state.TrainState):
   ema_params: Any = None  # Set when config.ema_decay > 0; evaluation then uses it.
 
 
-NON_MODEL_KEYS = ("name", "pretrained", "pretrained_path")
+NON_MODEL_KEYS = ("name", "pretrained", "pretrained_path", "num_outputs")
+
+
+def num_outputs(config: ml_collections.ConfigDict, num_classes: int) -> int:
+  """Logit channels: `model.num_outputs` (1: one sigmoid logit for two classes), or
+  0 for one per class."""
+  outputs = config.model.get("num_outputs", 0)
+  if outputs == 0 or outputs == num_classes:
+    return num_classes
+  if outputs == 1 and num_classes == 2:
+    return 1
+  raise ValueError(f"model.num_outputs={outputs} does not fit a dataset of {num_classes} "
+                   f"classes: use 0 (one logit per class) or, for two classes, 1 (a sigmoid)")
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+  """The configured model, with `num_outputs(config, num_classes)` logit channels."""
   options = {key: value for key, value in config.model.items() if key not in NON_MODEL_KEYS}
-  return models.build(config.model.name, num_classes, dtype=jnp.dtype(config.dtype), **options)
+  return models.build(config.model.name, num_outputs(config, num_classes),
+                      dtype=jnp.dtype(config.dtype), **options)
 
 
 def _state_initializer(config: ml_collections.ConfigDict, model: nn.Module,
