@@ -38,11 +38,11 @@ def get_config(camvid_dir: str = ""):
   config.class_weights = "median_frequency"
   config.batch_size = 8
   config.eval_batch_size = 8
-  config.num_train_steps = 600
+  config.num_train_steps = 300
   config.learning_rate = 1e-3
   config.lr_schedule = "warmup_cosine"
-  config.warmup_steps = 50
+  config.warmup_steps = 30
   config.log_every_steps = 25
   config.eval_every_steps = 300
-  config.checkpoint_every_steps = 100
+  config.checkpoint_every_steps = 50
   return config
