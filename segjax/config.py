@@ -26,7 +26,8 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.dataset = ml_collections.ConfigDict()
   c.dataset.name = "synthetic_skin"
-  c.dataset.image_size = 64            # Training crop: one size or (height, width).
+  # Training crop in pixels: an int (square) or (height, width).
+  c.dataset.image_size = ml_collections.FieldReference(64, field_type=object)
   c.dataset.resize = "squash"          # squash: every image resized to image_size (aspect
                                        # lost); keep_ratio: rescaled to fit `scale`, random
                                        # rescale by `scale_range`, random crop of image_size.
@@ -116,7 +117,9 @@ def base_config() -> ml_collections.ConfigDict:
   # The objective: a weighted sum of losses (segjax.losses); 0 switches one off.
   c.loss_weights = ml_collections.ConfigDict(
       {"cross_entropy": 1.0, "dice": 0.0, "focal": 0.0, "rmse": 0.0})
-  c.class_weights = ()                 # Per-class weights of pixel losses; empty: all 1.
+  # Per-class weights of pixel losses: a tuple (empty: all 1) or "median_frequency" |
+  # "inverse_frequency", computed from the training masks (segjax.data.class_weights).
+  c.class_weights = ml_collections.FieldReference((), field_type=object)
   c.focal_gamma = 2.0
 
   c.log_every_steps = 50

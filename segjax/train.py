@@ -25,7 +25,7 @@ from segjax import checkpointing, cpu_kernels, losses, metrics as metrics_lib, m
 from segjax import outputs, run_control, writers
 from segjax import sharding as sharding_lib
 from segjax import data as datasets
-from segjax.data import normalize, pipeline, prefetch
+from segjax.data import class_weights, normalize, pipeline, prefetch
 from segjax.models import pretrained
 
 
@@ -340,6 +340,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> dict:
   data = datasets.load(config.dataset)
+  config = class_weights.resolve(config, data, writers.log)
   writers.log(f"dataset {config.dataset.name}: {len(data.train)} train examples "
               f"({config.dataset.train_split}), {len(data.eval)} eval examples "
               f"({config.dataset.eval_split}), {data.num_classes} classes")
