@@ -53,8 +53,8 @@ def best_metric_problem(name: str) -> str | None:
   if not name or name.removeprefix("-") in metrics.SCALAR_METRICS:
     return None
   return (f"best_metric={name!r} is not an evaluation metric; use one of "
-          f"{', '.join(metrics.SCALAR_METRICS)} (higher is better), '-' before one where lower "
-          "is better (e.g. '-loss'), or '' for no best checkpoint")
+          f"{', '.join(metrics.SCALAR_METRICS)} to keep its highest value, '-' before one to "
+          "keep its lowest (e.g. '-loss'), or '' for no best checkpoint")
 
 
 def check(config: ml_collections.ConfigDict) -> None:
@@ -91,7 +91,7 @@ def check(config: ml_collections.ConfigDict) -> None:
          lambda: normalize.normalize_images(jnp.zeros((1, 1, 1, 1), jnp.uint8),
                                             config.dataset.normalization),
          lambda: [augment.get(name) for name in config.dataset.augmentations])
-  model_problem = None if (problems or size_problem) else _model_problem(config)
+  model_problem = _model_problem(config, trace=not problems)
   if model_problem:
     problems.append(model_problem)
   if problems:
@@ -130,13 +130,16 @@ def _output_size(config, height: int, width: int):
   return _output_sizes[key]
 
 
-def _model_problem(config) -> str | None:
-  """Whether the model takes the configured image size and gives logits of that size."""
+def _model_problem(config, trace: bool) -> str | None:
+  """An unknown model or option; with `trace`, whether the model takes the configured
+  image size and gives logits of that size."""
+  from segjax import train  # train imports this module.
   try:
-    from segjax import train
     train.create_model(config, 2)
-  except ValueError as error:  # Unknown model name or option.
+  except ValueError as error:
     return str(error)
+  if not trace:
+    return None
   height, width = pipeline.image_size(config.dataset)
   output = _output_size(config, height, width)
   if output == (height, width):
