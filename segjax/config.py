@@ -126,6 +126,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_every_steps = 500
   c.checkpoint_every_steps = 500
   c.max_to_keep = 3
+  # Keep the best evaluated state in checkpoints/best: an evaluation metric
+  # (mean_iou | f1 | pixel_accuracy), "-loss" for the lowest loss, "": none.
+  c.best_metric = ""
+  # Start from another run's weights: its workdir, checkpoints/ folder or one
+  # checkpoint. Arrays whose path and shape match are loaded; optimizer fresh.
+  c.init_from = ""
+  c.init_from_step = ""                # "": latest; "best"; or a step number, e.g. "3000".
   c.num_prediction_images = 4          # Validation images in each predictions/ grid.
   c.seed = 0
   return c
