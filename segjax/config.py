@@ -43,6 +43,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.normalization = "unit"      # unit | imagenet | per_image (segjax.data.normalize).
   c.dataset.augmentations = ("flip",)  # Names from segjax.data.augment, applied in order.
   c.dataset.num_workers = 0            # grain worker processes (0: in the main process).
+  c.dataset.sampler = "uniform"        # uniform | repeat_factor: images of rare classes more
+                                       # often (segjax.data.sampling).
+  c.dataset.repeat_threshold = 0.1     # repeat_factor: classes in fewer than this fraction
+                                       # of the training images are oversampled.
   c.dataset.prefetch_batches = 2       # Batches placed on device ahead of the step.
   c.dataset.grayscale = False          # One-channel (luma) input images, any dataset.
   c.dataset.target = ""                # Labels of lfw_parts (face | face_hair | parts),

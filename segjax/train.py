@@ -364,7 +364,12 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
               f"{trainer.mesh.size} device(s) ({jax.devices()[0].platform}), "
               f"{jax.process_count()} process(es)")
 
-  train_iter = prefetch.DevicePrefetcher(iter(pipeline.train_loader(data.train, config)),
+  order = pipeline.example_order(data, config)
+  if order.factors is not None:
+    writers.log(f"repeat-factor sampling: an epoch holds {order.factors.sum():.0f} examples "
+                f"on average for {len(data.train)} images (repeat factors up to "
+                f"{order.factors.max():.2f})")
+  train_iter = prefetch.DevicePrefetcher(pipeline.train_loader(data.train, config, order),
                                          trainer.batch_sharding, config.dataset.prefetch_batches)
   eval_batches = pipeline.EvalBatches(data.eval, (height, width), config.eval_batch_size,
                                       data.num_channels)
