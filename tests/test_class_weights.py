@@ -95,3 +95,14 @@ def test_a_mask_value_that_is_no_class_is_an_error():
   data, _ = tiny_data([[[0, 7]]])
   with pytest.raises(ValueError, match="mask values \\[7\\]"):
     class_weights.pixel_counts(data.train, 3, 255)
+
+
+def test_config_check_accepts_a_method_and_names_a_wrong_one(tmp_path):
+  from conftest import small_config
+  from segjax import config_check
+  config = small_config(str(tmp_path))
+  config.class_weights = "inverse_frequency"
+  config_check.check(config)
+  config.class_weights = "median"
+  with pytest.raises(config_check.ConfigError, match="class_weights='median': use a tuple"):
+    config_check.check(config)
