@@ -1,5 +1,12 @@
 """Orbax checkpoints of the train state and of the data iterator position.
 
+The data position is global (a position in the training stream, JSON in the
+`data_position` item), so it restores on any number of processes.
+Checkpoints written before it was global hold grain's per-process iterator
+state (a `data` item) instead; they resume at the batch of their step in the
+global stream (logged: the examples from there on differ from those the
+original run would have read).
+
 A checkpoint being written lives in a temporary folder that Orbax renames
 when complete, so a run killed mid-save leaves the previous checkpoints as
 they were. A finished checkpoint that no longer restores (a truncated or
@@ -18,11 +25,11 @@ number, `best`, or nothing for the latest (`parse_step`, `open_checkpoint`).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import weakref
 
-import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -38,13 +45,18 @@ def create_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
       os.path.join(os.path.abspath(workdir), "checkpoints"),
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
-      item_names=("state", "data"))
+      item_names=("state", DATA_POSITION))
+
+
+DATA_POSITION = "data_position"
+_GRAIN_STATE = "data"  # Where checkpoints of per-process grain iterators kept it.
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, data_iterator=None) -> None:
+  """Saves `state`, and `data_iterator.get_state()` (JSON bytes, the same on every process)."""
   items = {"state": ocp.args.StandardSave(state)}
   if data_iterator is not None:
-    items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+    items[DATA_POSITION] = ocp.args.JsonSave(json.loads(data_iterator.get_state()))
   manager.save(step, args=ocp.args.Composite(**items), force=True)
   _saving.add(manager)
 
@@ -146,10 +158,25 @@ def restore_checked(manager: ocp.CheckpointManager, step: int, abstract_state):
     raise
 
 
-def restore_data_position(manager: ocp.CheckpointManager, step: int, data_iterator) -> None:
-  """Moves `data_iterator` to the position saved at `step`."""
-  manager.restore(step, args=ocp.args.Composite(
-      data=grain.checkpoint.CheckpointRestore(data_iterator)))
+def restore_data_position(manager: ocp.CheckpointManager, step: int, data_iterator,
+                          log=print) -> None:
+  """Moves `data_iterator` to the position saved at `step`.
+
+  A checkpoint with grain's per-process state instead: to the start of global
+  batch `step` (the state `{"batches": step}`; logged).
+  """
+  directory = os.path.join(os.fspath(manager.directory), str(step))
+  if (not os.path.isdir(os.path.join(directory, DATA_POSITION))
+      and os.path.isdir(os.path.join(directory, _GRAIN_STATE))):
+    log(f"checkpoint {directory} holds the data position of each process's grain iterator "
+        "(written before the position became global): training continues at the batch of "
+        f"step {step + 1} of the global stream, so the examples from here on differ from those "
+        "the original run would have read")
+    data_iterator.set_state(json.dumps({"batches": step}).encode())
+    return
+  saved = manager.restore(step, args=ocp.args.Composite(
+      **{DATA_POSITION: ocp.args.JsonRestore()}))[DATA_POSITION]
+  data_iterator.set_state(json.dumps(saved).encode())
 
 
 class CheckpointMismatchError(ValueError):
@@ -209,7 +236,7 @@ def restore_latest_valid(workdir: str, max_to_keep: int, abstract_state, data_it
       continue
     if data_iterator is not None:
       try:
-        restore_data_position(manager, step, data_iterator)
+        restore_data_position(manager, step, data_iterator, log)
       except Exception as error:  # A restored state is never moved aside.
         manager.close()
         raise CheckpointMismatchError(

@@ -27,7 +27,8 @@ from segjax import summary as summary_lib
 from segjax import warm_start, writers
 from segjax import sharding as sharding_lib
 from segjax import data as datasets
-from segjax.data import normalize, pipeline, prefetch
+from segjax.data import class_weights, normalize, pipeline, prefetch
+from segjax.models import backend as model_backend
 from segjax.models import pretrained
 
 
@@ -270,10 +271,12 @@ class Trainer:
     normalization = config.dataset.normalization
     frozen = frozen_patterns(config, model)
     optim.check_patterns_match(self.state.params, config.optimizer.freeze)
-    step = functools.partial(train_step, objective=self.objective, ignore_index=ignore_index,
-                             rng=jax.random.key(config.seed), normalization=normalization,
-                             grad_accum_steps=config.grad_accum_steps,
-                             ema_decay=config.ema_decay, frozen=frozen)
+    # The models' ops are chosen for the platform the mesh runs on (models.backend).
+    for_mesh = functools.partial(model_backend.traced_for, self.mesh.devices.flat[0].platform)
+    step = for_mesh(functools.partial(
+        train_step, objective=self.objective, ignore_index=ignore_index,
+        rng=jax.random.key(config.seed), normalization=normalization,
+        grad_accum_steps=config.grad_accum_steps, ema_decay=config.ema_decay, frozen=frozen))
     build_step = lambda compiler_options: jax.jit(
         step, in_shardings=(self.state_sharding, self.batch_sharding),
         out_shardings=(self.state_sharding, self.replicated), donate_argnums=0,
@@ -285,14 +288,14 @@ class Trainer:
     self.cpu_conv_kernels, self.train_step = cpu_kernels.resolve(
         config.cpu_conv_kernels, build_step, self.state, example_batch, writers.log)
     self.eval_step = jax.jit(
-        functools.partial(eval_step, objective=self.objective, ignore_index=ignore_index,
-                          num_classes=num_classes, normalization=normalization,
-                          flip=config.eval_flip),
+        for_mesh(functools.partial(eval_step, objective=self.objective,
+                                   ignore_index=ignore_index, num_classes=num_classes,
+                                   normalization=normalization, flip=config.eval_flip)),
         in_shardings=(self.state_sharding, self.batch_sharding, self.replicated),
         out_shardings=self.replicated, donate_argnums=2)
     self.predict = jax.jit(
-        lambda state, images: jnp.argmax(
-            predict_probabilities(state, images, normalization, config.eval_flip), -1),
+        for_mesh(lambda state, images: jnp.argmax(
+            predict_probabilities(state, images, normalization, config.eval_flip), -1)),
         out_shardings=self.replicated)
 
   def evaluate(self, state: TrainState, eval_batches) -> tuple[dict, dict]:
@@ -348,6 +351,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> dict:
   data = datasets.load(config.dataset)
+  config = class_weights.resolve(config, data, writers.log)
   writers.log(f"dataset {config.dataset.name}: {len(data.train)} train examples "
               f"({config.dataset.train_split}), {len(data.eval)} eval examples "
               f"({config.dataset.eval_split}), {data.num_classes} classes")
@@ -360,7 +364,12 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
               f"{trainer.mesh.size} device(s) ({jax.devices()[0].platform}), "
               f"{jax.process_count()} process(es)")
 
-  train_iter = prefetch.DevicePrefetcher(iter(pipeline.train_loader(data.train, config)),
+  order = pipeline.example_order(data, config)
+  if order.factors is not None:
+    writers.log(f"repeat-factor sampling: an epoch holds {order.factors.sum():.0f} examples "
+                f"on average for {len(data.train)} images (repeat factors up to "
+                f"{order.factors.max():.2f})")
+  train_iter = prefetch.DevicePrefetcher(pipeline.train_loader(data.train, config, order),
                                          trainer.batch_sharding, config.dataset.prefetch_batches)
   eval_batches = pipeline.EvalBatches(data.eval, (height, width), config.eval_batch_size,
                                       data.num_channels)
