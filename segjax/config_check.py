@@ -86,7 +86,8 @@ def check(config: ml_collections.ConfigDict) -> None:
     problems.append(f"init_from_step={step!r}: use a step number, 'best', or '' for the latest")
   _calls(problems,
          lambda: optim.create_optimizer(config),
-         lambda: losses.from_config(config),
+         # Loss names and weights; class_weights may name a method computed from the data.
+         lambda: losses.Objective(dict(config.loss_weights), (), config.focal_gamma),
          lambda: cpu_kernels.check(config.cpu_conv_kernels),
          lambda: normalize.normalize_images(jnp.zeros((1, 1, 1, 1), jnp.uint8),
                                             config.dataset.normalization),
@@ -144,8 +145,11 @@ def _model_problem(config, trace: bool) -> str | None:
   output = _output_size(config, height, width)
   if output == (height, width):
     return None
-  stride = next((s for s in (2, 4, 8, 16, 32, 64, 128)
-                 if _output_size(config, s, s) == (s, s)), None)
+  try:
+    stride = models.registry.total_stride(train.create_model(config, 2),
+                                 1 if config.dataset.get("grayscale", False) else 3)
+  except ValueError:  # No power of two keeps the size.
+    stride = None
   outcome = (f"gives {output[0]}x{output[1]} logits" if isinstance(output, tuple)
              else f"fails ({output})")
   hint = (f"use a multiple of its total stride {stride}, e.g. "
