@@ -92,7 +92,7 @@ def check(config: ml_collections.ConfigDict) -> None:
          lambda: normalize.normalize_images(jnp.zeros((1, 1, 1, 1), jnp.uint8),
                                             config.dataset.normalization),
          lambda: [augment.get(name) for name in config.dataset.augmentations])
-  model_problem = _model_problem(config, trace=not problems)
+  model_problem = _model_problem(config, trace=size_problem is None and config.dtype in DTYPES)
   if model_problem:
     problems.append(model_problem)
   if problems:
@@ -137,8 +137,8 @@ def _model_problem(config, trace: bool) -> str | None:
   from segjax import train  # train imports this module.
   try:
     train.create_model(config, 2)
-  except ValueError as error:
-    return str(error)
+  except (ValueError, TypeError) as error:  # TypeError: a dtype JAX does not know.
+    return None if config.dtype not in DTYPES else str(error)
   if not trace:
     return None
   height, width = pipeline.image_size(config.dataset)

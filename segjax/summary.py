@@ -111,9 +111,10 @@ def summarize_config(config: ml_collections.ConfigDict, num_classes: int,
 
 
 def main(argv):
-  from absl import app, flags
+  from absl import app, flags, logging
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  logging.set_verbosity(logging.WARNING)
   config = flags.FLAGS.config
   from segjax import config_check
   config_check.check(config)
