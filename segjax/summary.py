@@ -12,6 +12,8 @@ writes the same summary to `model_summary.txt` in its workdir when it starts.
 
 from __future__ import annotations
 
+import os
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -95,6 +97,14 @@ def summarize(model: nn.Module, variables, input_shape: tuple[int, int, int],
       + (f"{flops:,.0f} ({_format_count(flops)})" if flops else "not reported by this backend"),
   ]
   return "\n".join(lines)
+
+
+def write(workdir: str, model: nn.Module, variables, input_shape: tuple[int, int, int],
+          frozen_patterns=()) -> None:
+  """Writes the summary to workdir/model_summary.txt (JAX process 0 only)."""
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, SUMMARY_FILE), "w") as f:
+      f.write(summarize(model, variables, input_shape, frozen_patterns) + "\n")
 
 
 def summarize_config(config: ml_collections.ConfigDict, num_classes: int,
