@@ -91,6 +91,48 @@ def best_record(manager: ocp.CheckpointManager) -> dict | None:
   return dict(manager.restore(step, args=ocp.args.Composite(best=ocp.args.JsonRestore()))[BEST])
 
 
+class BestCheckpoint:
+  """Keeps the best evaluated state under checkpoints/best (`config.best_metric`).
+
+  `best_metric` names an evaluation metric to maximise, or "-NAME" to
+  minimise; "" keeps none. The best value so far is restored from the saved
+  record, so a resumed run compares with the best of the steps before it.
+  """
+
+  def __init__(self, metric: str, workdir: str, log):
+    self.metric = metric
+    self.manager = create_best_manager(workdir) if metric else None
+    self.record = best_record(self.manager) if self.manager else None
+    if self.record and self.record["metric"] != metric:
+      log(f"best_metric changed from {self.record['metric']!r} to {metric!r}: the best "
+          f"checkpoint (step {self.record['step']}) is replaced at the next evaluation")
+      self.record = None
+    elif self.record:
+      log(f"best {metric} so far: {self.record['value']:.4f} at step {self.record['step']}")
+
+  def update(self, step: int, state, metrics: dict) -> bool:
+    """Saves `state` when its metrics are the best so far; True then."""
+    if self.manager is None:
+      return False
+    value = metrics[self.metric.removeprefix("-")]
+    if not np.isfinite(value):
+      return False
+    if self.record:
+      if step == self.record["step"]:  # Redone after a resume: the same state, already kept.
+        return True
+      sign = -1 if self.metric.startswith("-") else 1
+      if sign * value <= sign * self.record["value"]:
+        return False
+    self.record = {"metric": self.metric, "value": float(value), "step": int(step)}
+    save_best(self.manager, step, state, self.record)
+    return True
+
+  def close(self) -> None:
+    if self.manager is not None:
+      self.manager.wait_until_finished()
+      self.manager.close()
+
+
 def parse_step(text: str | int | None) -> int | str | None:
   """A command's --step: a number, "best", or empty/None for the latest checkpoint."""
   if text is None or text == "":
