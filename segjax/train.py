@@ -21,11 +21,13 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from segjax import checkpointing, cpu_kernels, losses, metrics as metrics_lib, models, optim
-from segjax import outputs, run_control, writers
+from segjax import checkpointing, class_report, config_check, cpu_kernels, losses
+from segjax import metrics as metrics_lib, models, optim, outputs, run_control
+from segjax import summary as summary_lib
+from segjax import warm_start, writers
 from segjax import sharding as sharding_lib
 from segjax import data as datasets
-from segjax.data import normalize, pipeline, prefetch
+from segjax.data import class_weights, normalize, pipeline, prefetch
 from segjax.models import backend as model_backend
 from segjax.models import pretrained
 
@@ -35,12 +37,26 @@ class TrainState(train_state.TrainState):
   ema_params: Any = None  # Set when config.ema_decay > 0; evaluation then uses it.
 
 
-NON_MODEL_KEYS = ("name", "pretrained", "pretrained_path")
+NON_MODEL_KEYS = ("name", "pretrained", "pretrained_path", "num_outputs")
+
+
+def num_outputs(config: ml_collections.ConfigDict, num_classes: int) -> int:
+  """Logit channels: `model.num_outputs` (1: one sigmoid logit for two classes), or
+  0 for one per class."""
+  outputs = config.model.get("num_outputs", 0)
+  if outputs == 0:
+    return num_classes
+  if outputs == 1 and num_classes == 2:
+    return 1
+  raise ValueError(f"model.num_outputs={outputs} does not fit a dataset of {num_classes} "
+                   f"classes: use 0 (one logit per class) or, for two classes, 1 (a sigmoid)")
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+  """The configured model, with `num_outputs(config, num_classes)` logit channels."""
   options = {key: value for key, value in config.model.items() if key not in NON_MODEL_KEYS}
-  return models.build(config.model.name, num_classes, dtype=jnp.dtype(config.dtype), **options)
+  return models.build(config.model.name, num_outputs(config, num_classes),
+                      dtype=jnp.dtype(config.dtype), **options)
 
 
 def _state_initializer(config: ml_collections.ConfigDict, model: nn.Module,
@@ -266,7 +282,7 @@ class Trainer:
     self.state = create_train_state(config, model, input_shape, self.mesh)
     self.state_sharding = jax.tree.map(lambda x: x.sharding, self.state)
     self.objective = losses.from_config(config)
-    normalization = config.dataset.normalization
+    normalization = self.normalization = normalize.mode_for(config, model)
     frozen = frozen_patterns(config, model)
     optim.check_patterns_match(self.state.params, config.optimizer.freeze)
     # The models' ops are chosen for the platform the mesh runs on (models.backend).
@@ -297,7 +313,11 @@ class Trainer:
         out_shardings=self.replicated)
 
   def evaluate(self, state: TrainState, eval_batches) -> tuple[dict, dict]:
-    """Metrics over the whole split, and the first batch (host arrays + predictions)."""
+    """Metrics over the whole split, and the first batch (host arrays + predictions).
+
+    The metrics include "confusion", the split's (C, C) confusion matrix (a
+    host array), for per-class reports.
+    """
     c = self.num_classes
     zeros = lambda: {name: jnp.zeros((), jnp.float32) for name in self.objective.weights}
     totals = jax.device_put({"confusion": jnp.zeros((c, c), jnp.int32), "loss_sums": zeros(),
@@ -311,6 +331,7 @@ class Trainer:
     totals = jax.device_get(totals)
     result = metrics_lib.from_confusion_matrix(totals["confusion"])
     result["loss"] = float(self.objective.combine(totals["loss_sums"], totals["loss_normalisers"]))
+    result["confusion"] = np.asarray(totals["confusion"])
     return result, first
 
 
@@ -335,6 +356,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     The final evaluation metrics (the last ones, or {} when a stop signal came
     before any evaluation).
   """
+  config_check.check(config)  # Before anything is prepared or written.
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   with run_control.WorkdirLock(workdir), run_control.StopSignal() as stop:
@@ -343,6 +365,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> dict:
   data = datasets.load(config.dataset)
+  config = class_weights.resolve(config, data, writers.log)
   writers.log(f"dataset {config.dataset.name}: {len(data.train)} train examples "
               f"({config.dataset.train_split}), {len(data.eval)} eval examples "
               f"({config.dataset.eval_split}), {data.num_classes} classes")
@@ -355,7 +378,12 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
               f"{trainer.mesh.size} device(s) ({jax.devices()[0].platform}), "
               f"{jax.process_count()} process(es)")
 
-  train_iter = prefetch.DevicePrefetcher(iter(pipeline.train_loader(data.train, config)),
+  order = pipeline.example_order(data, config)
+  if order.factors is not None:
+    writers.log(f"repeat-factor sampling: an epoch holds {order.factors.sum():.0f} examples "
+                f"on average for {len(data.train)} images (repeat factors up to "
+                f"{order.factors.max():.2f})")
+  train_iter = prefetch.DevicePrefetcher(pipeline.train_loader(data.train, config, order),
                                          trainer.batch_sharding, config.dataset.prefetch_batches)
   eval_batches = pipeline.EvalBatches(data.eval, (height, width), config.eval_batch_size,
                                       data.num_channels)
@@ -366,12 +394,21 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
     if config.model.pretrained:
       state = load_pretrained(config, model, state)
       writers.log(f"encoder initialised from {config.model.pretrained} weights")
+    if config.init_from:
+      state = warm_start.load(config, state, workdir, writers.log)
+    if jax.process_index() == 0:
+      with open(os.path.join(workdir, summary_lib.SUMMARY_FILE), "w") as f:
+        f.write(summary_lib.summarize(model, {"params": state.params,
+                                          "batch_stats": state.batch_stats},
+                                  (height, width, data.num_channels),
+                                  frozen_patterns(config, model)) + "\n")
   else:
     writers.log(f"resumed from {workdir}/checkpoints at step {int(state.step)}")
   start_step = int(state.step)
   outputs.write_config(config, workdir, start_step)
   outputs.write_labels(data, workdir)
-  writer = writers.MetricWriter(workdir)
+  writer = writers.MetricWriter(workdir, start_step)
+  best = BestCheckpoint(config.best_metric, workdir, data.class_names)
   schedule = optim.learning_rate_schedule(config)
   progress = writers.Progress(start_step, config.num_train_steps)
 
@@ -398,6 +435,10 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
         last_log_step, last_log_time = step, time.time()
     if step % config.eval_every_steps == 0 or is_last:
       eval_metrics, first = trainer.evaluate(state, eval_batches)
+      confusion, evaluated_step = eval_metrics.pop("confusion"), step
+      eval_metrics.update(metrics_lib.per_class(confusion, data.class_names))
+      if best.update(step, state, eval_metrics, confusion):
+        eval_metrics["new_best"] = True
       writer.write(step, "eval", eval_metrics)
       outputs.save_prediction_grid(first, workdir, step, config.num_prediction_images,
                                    data.num_classes)
@@ -412,16 +453,76 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
       break
   if eval_metrics is None and not stopping:  # Finished before: report the checkpoint as it is.
     eval_metrics, _ = trainer.evaluate(state, eval_batches)
+    confusion, evaluated_step = eval_metrics.pop("confusion"), int(state.step)
+    eval_metrics.update(metrics_lib.per_class(confusion, data.class_names))
   manager.wait_until_finished()
   manager.close()
+  best.close()
   train_iter.close()
   writer.close()
   if eval_metrics:
     writers.log("final eval: " + _format(eval_metrics))
+    writers.log(class_report.table(confusion, data.class_names))
+    if jax.process_index() == 0:
+      class_report.save(confusion, data.class_names, os.path.join(workdir, REPORTS), "final",
+                        f"step {evaluated_step} (last evaluation), {config.dataset.eval_split}")
   writers.log(f"outputs in {workdir}: checkpoints/, metrics.jsonl, tensorboard/, "
-              f"predictions/, config.json, {outputs.LABELS_FILE}")
+              f"predictions/, {REPORTS}/, config.json, {outputs.LABELS_FILE}, "
+              f"{summary_lib.SUMMARY_FILE}")
   return eval_metrics or {}
 
 
+REPORTS = "confusion"  # Folder of the final and best evaluations' confusion matrices.
+
+
+class BestCheckpoint:
+  """Keeps the best evaluated state under checkpoints/best (`config.best_metric`).
+
+  `best_metric` names an evaluation metric to maximise, or "-NAME" to
+  minimise; "" keeps none. The best value so far is restored from the saved
+  record, so a resumed run compares with the best of the steps before it.
+  """
+
+  def __init__(self, metric: str, workdir: str, class_names):
+    self.metric, self.workdir, self.class_names = metric, workdir, class_names
+    self.manager = checkpointing.create_best_manager(workdir) if metric else None
+    self.record = checkpointing.best_record(self.manager) if self.manager else None
+    if self.record and self.record["metric"] != metric:
+      writers.log(f"best_metric changed from {self.record['metric']!r} to {metric!r}: the "
+                  f"best checkpoint (step {self.record['step']}) is replaced at the next "
+                  "evaluation")
+      self.record = None
+    elif self.record:
+      writers.log(f"best {metric} so far: {self.record['value']:.4f} at step "
+                  f"{self.record['step']}")
+
+  def update(self, step: int, state, metrics: dict, confusion: np.ndarray) -> bool:
+    """Saves `state` when its metrics are the best so far; True then."""
+    if self.manager is None:
+      return False
+    value = metrics[self.metric.removeprefix("-")]
+    if not np.isfinite(value):
+      return False
+    if self.record:
+      if step == self.record["step"]:  # Redone after a resume: the same state, already kept.
+        return True
+      sign = -1 if self.metric.startswith("-") else 1
+      if sign * value <= sign * self.record["value"]:
+        return False
+    self.record = {"metric": self.metric, "value": float(value), "step": int(step)}
+    checkpointing.save_best(self.manager, step, state, self.record)
+    if jax.process_index() == 0:
+      class_report.save(confusion, self.class_names, os.path.join(self.workdir, REPORTS), "best",
+                        f"step {step}, best {self.metric} {value:.4f}")
+    return True
+
+  def close(self) -> None:
+    if self.manager is not None:
+      self.manager.wait_until_finished()
+      self.manager.close()
+
+
 def _format(metrics: dict) -> str:
-  return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+  """The overall metrics; the per-class ones ("iou/NAME", ...) go to the table."""
+  return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()
+                   if isinstance(v, float) and "/" not in k)

@@ -74,6 +74,8 @@ def _slices_weight_gradient(lhs, rhs, conv, *, window_strides, lhs_dilation, rhs
     return False
   if lhs.ndim != 4 or rhs.ndim != 4:
     return False
+  if not all(isinstance(d, int) for d in lhs.shape):
+    return False  # Symbolic sizes (an export): nothing to choose by, and inference has no gradient.
   if lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != _CHANNELS_LAST:
     return False
   if feature_group_count != 1 or batch_group_count != 1 or preferred_element_type is not None:
