@@ -6,7 +6,7 @@ CPU, jaxlib 0.10 hands every convolution with more than 16 input or output
 features to YNNPACK, and the rest to its Eigen kernel. For the whole-image
 windows of large stride-1 layers Eigen's kernel is often much faster: 183 ->
 69 ms for a 64-channel 128x128 layer at batch 8, 426 -> 169 ms for a 128-channel
-one at batch 4 (`experiments/benchmarks.md`). YNNPACK stays faster for the
+one at batch 4 (`experiments/performance.md`). YNNPACK stays faster for the
 forward pass and the input gradient; for smaller and strided layers Eigen did
 not gain consistently.
 
