@@ -316,12 +316,16 @@ def state_folder(path: str, step: int | str | None = None) -> str:
 def read_variables(folder: str) -> dict:
   """{"params", "batch_stats"} of a saved train state (`state_folder`), as host numpy arrays.
 
-  Reads nothing else (no optimizer state) and needs neither the model nor the
-  devices it was saved from.
+  The parameters are the ones its evaluations used: the moving average when
+  the run kept one (`config.ema_decay`). Reads nothing else (no optimizer
+  state) and needs neither the model nor the devices it was saved from.
   """
   metadata = ocp.StandardCheckpointer().metadata(folder).item_metadata.tree
-  wanted = {key: metadata[key] for key in ("params", "batch_stats") if metadata.get(key)}
+  params = "ema_params" if metadata.get("ema_params") else "params"
+  wanted = {key: metadata[key] for key in (params, "batch_stats") if metadata.get(key)}
   restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
   with ocp.PyTreeCheckpointer() as checkpointer:
-    return checkpointer.restore(folder, args=ocp.args.PyTreeRestore(
+    variables = checkpointer.restore(folder, args=ocp.args.PyTreeRestore(
         item=wanted, restore_args=restore_args, partial_restore=True))
+  variables["params"] = variables.pop(params)
+  return variables
