@@ -77,6 +77,6 @@ def get_config(lfw_parts_dir: str = ""):
     config.loss_weights.cross_entropy = 1.0
   # On CPU, the faster of XLA's default convolution kernels and Eigen's, timed
   # at start-up: Eigen's, by 1.59x here and 1.32x on LFW at 128x128, on the
-  # benchmark machine (experiments/benchmarks.md, "Convolution kernels per model").
+  # benchmark machine (experiments/performance.md, "Convolution gradients").
   config.cpu_conv_kernels = "autotune"
   return config

@@ -31,6 +31,6 @@ def get_config():
   config.eval_every_steps = 250
   # On CPU, the faster of XLA's default convolution kernels and Eigen's, timed
   # at start-up: Eigen's, by 1.05x, on the benchmark machine
-  # (experiments/benchmarks.md, "Convolution kernels per model").
+  # (experiments/performance.md, "Convolution gradients").
   config.cpu_conv_kernels = "autotune"
   return config

@@ -35,6 +35,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 BEST = "best"  # The step name of the best checkpoint, and its folder under checkpoints/.
+DATA_POSITION = "data_position"
+_GRAIN_STATE = "data"  # Where checkpoints of per-process grain iterators kept it.
 
 
 # Managers with a save started, whose writes may still be in flight.
@@ -46,10 +48,6 @@ def create_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
       os.path.join(os.path.abspath(workdir), "checkpoints"),
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
       item_names=("state", DATA_POSITION))
-
-
-DATA_POSITION = "data_position"
-_GRAIN_STATE = "data"  # Where checkpoints of per-process grain iterators kept it.
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, data_iterator=None) -> None:
@@ -89,6 +87,48 @@ def best_record(manager: ocp.CheckpointManager) -> dict | None:
   if step is None:
     return None
   return dict(manager.restore(step, args=ocp.args.Composite(best=ocp.args.JsonRestore()))[BEST])
+
+
+class BestCheckpoint:
+  """Keeps the best evaluated state under checkpoints/best (`config.best_metric`).
+
+  `best_metric` names an evaluation metric to maximise, or "-NAME" to
+  minimise; "" keeps none. The best value so far is restored from the saved
+  record, so a resumed run compares with the best of the steps before it.
+  """
+
+  def __init__(self, metric: str, workdir: str, log):
+    self.metric = metric
+    self.manager = create_best_manager(workdir) if metric else None
+    self.record = best_record(self.manager) if self.manager else None
+    if self.record and self.record["metric"] != metric:
+      log(f"best_metric changed from {self.record['metric']!r} to {metric!r}: the best "
+          f"checkpoint (step {self.record['step']}) is replaced at the next evaluation")
+      self.record = None
+    elif self.record:
+      log(f"best {metric} so far: {self.record['value']:.4f} at step {self.record['step']}")
+
+  def update(self, step: int, state, metrics: dict) -> bool:
+    """Saves `state` when its metrics are the best so far; True then."""
+    if self.manager is None:
+      return False
+    value = metrics[self.metric.removeprefix("-")]
+    if not np.isfinite(value):
+      return False
+    if self.record:
+      if step == self.record["step"]:  # Redone after a resume: the same state, already kept.
+        return True
+      sign = -1 if self.metric.startswith("-") else 1
+      if sign * value <= sign * self.record["value"]:
+        return False
+    self.record = {"metric": self.metric, "value": float(value), "step": int(step)}
+    save_best(self.manager, step, state, self.record)
+    return True
+
+  def close(self) -> None:
+    if self.manager is not None:
+      self.manager.wait_until_finished()
+      self.manager.close()
 
 
 def parse_step(text: str | int | None) -> int | str | None:
@@ -274,12 +314,16 @@ def state_folder(path: str, step: int | str | None = None) -> str:
 def read_variables(folder: str) -> dict:
   """{"params", "batch_stats"} of a saved train state (`state_folder`), as host numpy arrays.
 
-  Reads nothing else (no optimizer state) and needs neither the model nor the
-  devices it was saved from.
+  The parameters are the ones its evaluations used: the moving average when
+  the run kept one (`config.ema_decay`). Reads nothing else (no optimizer
+  state) and needs neither the model nor the devices it was saved from.
   """
   metadata = ocp.StandardCheckpointer().metadata(folder).item_metadata.tree
-  wanted = {key: metadata[key] for key in ("params", "batch_stats") if metadata.get(key)}
+  params = "ema_params" if metadata.get("ema_params") else "params"
+  wanted = {key: metadata[key] for key in (params, "batch_stats") if metadata.get(key)}
   restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
   with ocp.PyTreeCheckpointer() as checkpointer:
-    return checkpointer.restore(folder, args=ocp.args.PyTreeRestore(
+    variables = checkpointer.restore(folder, args=ocp.args.PyTreeRestore(
         item=wanted, restore_args=restore_args, partial_restore=True))
+  variables["params"] = variables.pop(params)
+  return variables

@@ -11,10 +11,13 @@ from __future__ import annotations
 import csv
 import os
 
+import jax
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from segjax import metrics as metrics_lib
+
+FOLDER = "confusion"  # In a run's workdir: final.csv|png and best.csv|png.
 
 
 def table(confusion: np.ndarray, names) -> str:
@@ -100,3 +103,9 @@ def save(confusion: np.ndarray, names, directory: str, name: str, title: str = "
   write_csv(confusion, names, paths[0])
   Image.fromarray(heat_map(confusion, names, title)).save(paths[1])
   return paths
+
+
+def save_in_workdir(workdir: str, name: str, confusion: np.ndarray, names, title: str) -> None:
+  """`save` into workdir/confusion (JAX process 0 only)."""
+  if jax.process_index() == 0:
+    save(confusion, names, os.path.join(workdir, FOLDER), name, title)

@@ -86,12 +86,13 @@ def check(config: ml_collections.ConfigDict) -> None:
     problems.append(f"init_from_step={step!r}: use a step number, 'best', or '' for the latest")
   _calls(problems,
          lambda: optim.create_optimizer(config),
+         # Loss names and weights; class_weights may name a method computed from the data.
          lambda: (class_weights.method_of(config.class_weights) or losses.from_config(config)),
          lambda: cpu_kernels.check(config.cpu_conv_kernels),
          lambda: normalize.normalize_images(jnp.zeros((1, 1, 1, 1), jnp.uint8),
                                             config.dataset.normalization or "unit"),
          lambda: [augment.get(name) for name in config.dataset.augmentations])
-  model_problem = _model_problem(config, trace=not problems)
+  model_problem = _model_problem(config, trace=size_problem is None and config.dtype in DTYPES)
   if model_problem:
     problems.append(model_problem)
   if problems:
@@ -136,16 +137,19 @@ def _model_problem(config, trace: bool) -> str | None:
   from segjax import train  # train imports this module.
   try:
     normalize.mode_for(config, train.create_model(config, 2))
-  except ValueError as error:
-    return str(error)
+  except (ValueError, TypeError) as error:  # TypeError: a dtype JAX does not know.
+    return None if config.dtype not in DTYPES else str(error)
   if not trace:
     return None
   height, width = pipeline.image_size(config.dataset)
   output = _output_size(config, height, width)
   if output == (height, width):
     return None
-  stride = next((s for s in (2, 4, 8, 16, 32, 64, 128)
-                 if _output_size(config, s, s) == (s, s)), None)
+  try:
+    stride = models.registry.total_stride(train.create_model(config, 2),
+                                 1 if config.dataset.get("grayscale", False) else 3)
+  except ValueError:  # No power of two keeps the size.
+    stride = None
   outcome = (f"gives {output[0]}x{output[1]} logits" if isinstance(output, tuple)
              else f"fails ({output})")
   hint = (f"use a multiple of its total stride {stride}, e.g. "

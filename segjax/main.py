@@ -6,9 +6,9 @@ ARG, when a config takes one, is passed to its get_config (e.g. the folder of a
 real dataset). The workdir defaults to runs/<config file stem>[_<ARG's last
 path part>]; running the same command again resumes from its latest
 checkpoint. Errors in the config or the data end with one message and exit
-status 2 (--verbose adds the traceback). Several processes (hosts): the same command on each, with
---coordinator_address/--num_processes/--process_id or under SLURM / a TPU pod,
-which are detected.
+status 2 (--verbose adds the traceback). Several processes (hosts): the same
+command on each, with --coordinator_address/--num_processes/--process_id or
+under SLURM / a TPU pod, which are detected.
 """
 
 from absl import app, flags, logging

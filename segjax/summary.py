@@ -12,6 +12,8 @@ writes the same summary to `model_summary.txt` in its workdir when it starts.
 
 from __future__ import annotations
 
+import os
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -97,6 +99,14 @@ def summarize(model: nn.Module, variables, input_shape: tuple[int, int, int],
   return "\n".join(lines)
 
 
+def write(workdir: str, model: nn.Module, variables, input_shape: tuple[int, int, int],
+          frozen_patterns=()) -> None:
+  """Writes the summary to workdir/model_summary.txt (JAX process 0 only)."""
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, SUMMARY_FILE), "w") as f:
+      f.write(summarize(model, variables, input_shape, frozen_patterns) + "\n")
+
+
 def summarize_config(config: ml_collections.ConfigDict, num_classes: int,
                      num_channels: int) -> str:
   from segjax import train  # train imports this module.
@@ -111,9 +121,10 @@ def summarize_config(config: ml_collections.ConfigDict, num_classes: int,
 
 
 def main(argv):
-  from absl import app, flags
+  from absl import app, flags, logging
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  logging.set_verbosity(logging.WARNING)
   config = flags.FLAGS.config
   from segjax import config_check
   config_check.check(config)

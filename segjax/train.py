@@ -396,19 +396,15 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
       writers.log(f"encoder initialised from {config.model.pretrained} weights")
     if config.init_from:
       state = warm_start.load(config, state, workdir, writers.log)
-    if jax.process_index() == 0:
-      with open(os.path.join(workdir, summary_lib.SUMMARY_FILE), "w") as f:
-        f.write(summary_lib.summarize(model, {"params": state.params,
-                                          "batch_stats": state.batch_stats},
-                                  (height, width, data.num_channels),
-                                  frozen_patterns(config, model)) + "\n")
+    summary_lib.write(workdir, model, {"params": state.params, "batch_stats": state.batch_stats},
+                      (height, width, data.num_channels), frozen_patterns(config, model))
   else:
     writers.log(f"resumed from {workdir}/checkpoints at step {int(state.step)}")
   start_step = int(state.step)
   outputs.write_config(config, workdir, start_step)
   outputs.write_labels(data, workdir)
   writer = writers.MetricWriter(workdir, start_step)
-  best = BestCheckpoint(config.best_metric, workdir, data.class_names)
+  best = checkpointing.BestCheckpoint(config.best_metric, workdir, writers.log)
   schedule = optim.learning_rate_schedule(config)
   progress = writers.Progress(start_step, config.num_train_steps)
 
@@ -435,10 +431,11 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
         last_log_step, last_log_time = step, time.time()
     if step % config.eval_every_steps == 0 or is_last:
       eval_metrics, first = trainer.evaluate(state, eval_batches)
-      confusion, evaluated_step = eval_metrics.pop("confusion"), step
-      eval_metrics.update(metrics_lib.per_class(confusion, data.class_names))
-      if best.update(step, state, eval_metrics, confusion):
+      confusion, evaluated_step = _add_per_class(eval_metrics, data.class_names), step
+      if best.update(step, state, eval_metrics):
         eval_metrics["new_best"] = True
+        class_report.save_in_workdir(workdir, "best", confusion, data.class_names,
+                                     f"step {step}, best {config.best_metric}")
       writer.write(step, "eval", eval_metrics)
       outputs.save_prediction_grid(first, workdir, step, config.num_prediction_images,
                                    data.num_classes)
@@ -453,8 +450,7 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
       break
   if eval_metrics is None and not stopping:  # Finished before: report the checkpoint as it is.
     eval_metrics, _ = trainer.evaluate(state, eval_batches)
-    confusion, evaluated_step = eval_metrics.pop("confusion"), int(state.step)
-    eval_metrics.update(metrics_lib.per_class(confusion, data.class_names))
+    confusion, evaluated_step = _add_per_class(eval_metrics, data.class_names), int(state.step)
   manager.wait_until_finished()
   manager.close()
   best.close()
@@ -463,63 +459,19 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
   if eval_metrics:
     writers.log("final eval: " + _format(eval_metrics))
     writers.log(class_report.table(confusion, data.class_names))
-    if jax.process_index() == 0:
-      class_report.save(confusion, data.class_names, os.path.join(workdir, REPORTS), "final",
-                        f"step {evaluated_step} (last evaluation), {config.dataset.eval_split}")
+    class_report.save_in_workdir(workdir, "final", confusion, data.class_names,
+                                 f"step {evaluated_step} (last evaluation)")
   writers.log(f"outputs in {workdir}: checkpoints/, metrics.jsonl, tensorboard/, "
-              f"predictions/, {REPORTS}/, config.json, {outputs.LABELS_FILE}, "
+              f"predictions/, {class_report.FOLDER}/, config.json, {outputs.LABELS_FILE}, "
               f"{summary_lib.SUMMARY_FILE}")
   return eval_metrics or {}
 
 
-REPORTS = "confusion"  # Folder of the final and best evaluations' confusion matrices.
-
-
-class BestCheckpoint:
-  """Keeps the best evaluated state under checkpoints/best (`config.best_metric`).
-
-  `best_metric` names an evaluation metric to maximise, or "-NAME" to
-  minimise; "" keeps none. The best value so far is restored from the saved
-  record, so a resumed run compares with the best of the steps before it.
-  """
-
-  def __init__(self, metric: str, workdir: str, class_names):
-    self.metric, self.workdir, self.class_names = metric, workdir, class_names
-    self.manager = checkpointing.create_best_manager(workdir) if metric else None
-    self.record = checkpointing.best_record(self.manager) if self.manager else None
-    if self.record and self.record["metric"] != metric:
-      writers.log(f"best_metric changed from {self.record['metric']!r} to {metric!r}: the "
-                  f"best checkpoint (step {self.record['step']}) is replaced at the next "
-                  "evaluation")
-      self.record = None
-    elif self.record:
-      writers.log(f"best {metric} so far: {self.record['value']:.4f} at step "
-                  f"{self.record['step']}")
-
-  def update(self, step: int, state, metrics: dict, confusion: np.ndarray) -> bool:
-    """Saves `state` when its metrics are the best so far; True then."""
-    if self.manager is None:
-      return False
-    value = metrics[self.metric.removeprefix("-")]
-    if not np.isfinite(value):
-      return False
-    if self.record:
-      if step == self.record["step"]:  # Redone after a resume: the same state, already kept.
-        return True
-      sign = -1 if self.metric.startswith("-") else 1
-      if sign * value <= sign * self.record["value"]:
-        return False
-    self.record = {"metric": self.metric, "value": float(value), "step": int(step)}
-    checkpointing.save_best(self.manager, step, state, self.record)
-    if jax.process_index() == 0:
-      class_report.save(confusion, self.class_names, os.path.join(self.workdir, REPORTS), "best",
-                        f"step {step}, best {self.metric} {value:.4f}")
-    return True
-
-  def close(self) -> None:
-    if self.manager is not None:
-      self.manager.wait_until_finished()
-      self.manager.close()
+def _add_per_class(metrics: dict, class_names) -> np.ndarray:
+  """Replaces `metrics`' confusion matrix by the named per-class metrics; returns the matrix."""
+  confusion = metrics.pop("confusion")
+  metrics.update(metrics_lib.per_class(confusion, class_names))
+  return confusion
 
 
 def _format(metrics: dict) -> str:

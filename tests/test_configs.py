@@ -64,6 +64,21 @@ def test_unknown_key_on_the_command_line_names_it(tmp_path):
   assert "batchsize" in result.stderr
 
 
+def test_bad_values_end_the_run_before_it_writes_with_one_message(tmp_path):
+  workdir = tmp_path / "run"
+  result = subprocess.run(
+      [sys.executable, "-m", "segjax.main", "--config", os.path.join(REPO, "configs",
+                                                                    "segnet_skin.py"),
+       "--workdir", str(workdir), "--config.learning_rate=-1",
+       "--config.dataset.image_size=65"],
+      capture_output=True, text=True, cwd=REPO, timeout=120)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert result.stderr.startswith("error: the config cannot be used:\n"
+                                  "  learning_rate=-1.0 must be > 0\n"), result.stderr
+  assert "dataset.image_size=65" in result.stderr and "Traceback" not in result.stderr
+  assert not workdir.exists()
+
+
 def test_config_argument_selects_the_seed_data_and_its_workdir():
   from segjax import outputs
   skin = load(os.path.join(REPO, "configs", "segnet_skin.py")).get_config("/data/skin_sfa")
