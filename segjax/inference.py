@@ -458,6 +458,5 @@ def cost_note(options: Options) -> str:
 
 
 def _normalization(config: ml_collections.ConfigDict) -> str:
-  """The run's input normalisation, resolved for its model (normalize.mode_for)."""
   from segjax import train  # train imports this module's users.
-  return normalize.mode_for(config, train.create_model(config, 2))
+  return train.input_normalization(config)

@@ -52,6 +52,12 @@ def num_outputs(config: ml_collections.ConfigDict, num_classes: int) -> int:
                    f"classes: use 0 (one logit per class) or, for two classes, 1 (a sigmoid)")
 
 
+def input_normalization(config: ml_collections.ConfigDict) -> str:
+  """The run's `dataset.normalization`, resolved for its model (normalize.mode_for: a
+  pretrained encoder's own, else "unit" when the key is empty)."""
+  return normalize.mode_for(config, create_model(config, 2))
+
+
 def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
   """The configured model, with `num_outputs(config, num_classes)` logit channels."""
   options = {key: value for key, value in config.model.items() if key not in NON_MODEL_KEYS}

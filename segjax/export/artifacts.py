@@ -98,7 +98,7 @@ def describe(labels: dict, config, step: int | None, metrics: dict | None) -> di
       "classes": [{"index": i, "name": name, "colour": colour}
                   for i, (name, colour) in enumerate(zip(names, colours))],
       "ignore_index": labels.get("ignore_index"),
-      "normalization": config.dataset.normalization,
+      "normalization": train.input_normalization(config),
       "flip": bool(config.get("eval_flip", False)),
       "training_size": list(pipeline.image_size(config.dataset)),
       "metrics": metrics,

@@ -45,7 +45,7 @@ def _segjax_runners(config, num_classes: int, channels: int, size: tuple[int, in
                                         np.zeros((1, *size, channels), np.float32), train=False))
   variables = init(jax.random.key(config.seed))
   state = function.inference_state(model.apply, variables)
-  predict = function.inference_function(state, config.dataset.normalization, "classes",
+  predict = function.inference_function(state, train.input_normalization(config), "classes",
                                         config.get("eval_flip", False))
   start = time.perf_counter()
   exported, rule = stablehlo.export(predict, size, channels)
@@ -73,7 +73,7 @@ def _torch_runner(config, num_classes: int, channels: int):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))))
     from benchmarks import torch_models
-  if config.dataset.normalization != "unit":
+  if train.input_normalization(config) != "unit":
     raise ValueError("the PyTorch runner normalises as dataset.normalization='unit' only")
   options = {k: v for k, v in config.model.items() if k not in train.NON_MODEL_KEYS}
   model = torch_models.build(config.model.name, num_classes, channels, **options).eval()
