@@ -16,17 +16,21 @@ import ml_collections
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
 
-  # Every key of `model` but `name`, `pretrained` and `pretrained_path` is passed
-  # to the model's constructor (segjax.models.build).
+  # Every key of `model` but `name`, `pretrained`, `pretrained_path` and `num_outputs`
+  # is passed to the model's constructor (segjax.models.build).
   c.model = ml_collections.ConfigDict()
   c.model.name = "segnet"
   c.model.width_multiplier = 1.0
   c.model.pretrained = ""              # "imagenet": Keras ImageNet weights into the encoder.
   c.model.pretrained_path = ""         # That weight file; "": download to ~/.cache/segjax/keras.
+  # Logit channels: 0 = one per class (softmax); 1 = one sigmoid logit for a
+  # two-class dataset (masks 0/1, same metrics), any model.
+  c.model.num_outputs = 0
 
   c.dataset = ml_collections.ConfigDict()
   c.dataset.name = "synthetic_skin"
-  c.dataset.image_size = 64            # Training crop: one size or (height, width).
+  # Training crop in pixels: an int (square) or (height, width).
+  c.dataset.image_size = ml_collections.FieldReference(64, field_type=object)
   c.dataset.resize = "squash"          # squash: every image resized to image_size (aspect
                                        # lost); keep_ratio: rescaled to fit `scale`, random
                                        # rescale by `scale_range`, random crop of image_size.
@@ -39,9 +43,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.train_split = "train"
   c.dataset.eval_split = "validation"
   c.dataset.ignore_index = 255         # Label value excluded from loss and metrics.
-  c.dataset.normalization = "unit"      # unit | imagenet | per_image (segjax.data.normalize).
+  # "" (the pretrained weights' own, else unit) | unit | imagenet | caffe | per_image
+  # (segjax.data.normalize).
+  c.dataset.normalization = ""
   c.dataset.augmentations = ("flip",)  # Names from segjax.data.augment, applied in order.
   c.dataset.num_workers = 0            # grain worker processes (0: in the main process).
+  c.dataset.sampler = "uniform"        # uniform | repeat_factor: images of rare classes more
+                                       # often (segjax.data.sampling).
+  c.dataset.repeat_threshold = 0.1     # repeat_factor: classes in fewer than this fraction
+                                       # of the training images are oversampled.
   c.dataset.prefetch_batches = 2       # Batches placed on device ahead of the step.
   c.dataset.grayscale = False          # One-channel (luma) input images, any dataset.
   c.dataset.target = ""                # Labels of lfw_parts (face | face_hair | parts),
@@ -116,13 +126,22 @@ def base_config() -> ml_collections.ConfigDict:
   # The objective: a weighted sum of losses (segjax.losses); 0 switches one off.
   c.loss_weights = ml_collections.ConfigDict(
       {"cross_entropy": 1.0, "dice": 0.0, "focal": 0.0, "rmse": 0.0})
-  c.class_weights = ()                 # Per-class weights of pixel losses; empty: all 1.
+  # Per-class weights of pixel losses: a tuple (empty: all 1) or "median_frequency" |
+  # "inverse_frequency", computed from the training masks (segjax.data.class_weights).
+  c.class_weights = ml_collections.FieldReference((), field_type=object)
   c.focal_gamma = 2.0
 
   c.log_every_steps = 50
   c.eval_every_steps = 500
   c.checkpoint_every_steps = 500
   c.max_to_keep = 3
+  # Keep the best evaluated state in checkpoints/best: an evaluation metric
+  # (mean_iou | f1 | pixel_accuracy), "-loss" for the lowest loss, "": none.
+  c.best_metric = ""
+  # Start from another run's weights: its workdir, checkpoints/ folder or one
+  # checkpoint. Arrays whose path and shape match are loaded; optimizer fresh.
+  c.init_from = ""
+  c.init_from_step = ""                # "": latest; "best"; or a step number, e.g. "3000".
   c.num_prediction_images = 4          # Validation images in each predictions/ grid.
   c.seed = 0
   return c

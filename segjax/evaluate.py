@@ -1,18 +1,20 @@
 """Scores a checkpoint of a training run on its evaluation split, another split, or any
 dataset, at the original resolution of the masks.
 
-  python -m segjax.evaluate --workdir DIR [--step N] [--split test] [--flip] [--output FILE]
-      [--config.dataset.KEY=VALUE ...] [--config.eval.KEY=VALUE ...]
+  python -m segjax.evaluate --workdir DIR [--step N|best] [--split test] [--flip]
+      [--output FILE] [--config.dataset.KEY=VALUE ...] [--config.eval.KEY=VALUE ...]
 
 The run's config.json gives the dataset, model and inference options;
-`--config.dataset.*` keys replace the run's (e.g. `--config.dataset.name=image_folder
---config.dataset.source_dir=PATH` scores the run on a folder of images/ and masks/,
-whose split `--split` names), and `--config.eval.*` keys the inference (mode
-whole|slide, scales, flip, stride; segjax.inference). `--flip` is
-`--config.eval.flip=True`. The dataset must have the run's class count.
-Prints the metrics; the last line is one JSON object (step, split, flip,
-mode, scales and the metrics), also written to `--output` when given (an
-existing file is not overwritten).
+`--config.dataset.*` keys replace the run's (e.g. `--config.dataset.source_dir=PATH
+--config.dataset.split_file=` scores an `image_folder` run on another folder of
+images and masks, the split `--split` names), and `--config.eval.*` keys the
+inference (mode whole|slide, scales, flip, stride; segjax.inference). `--flip`
+is `--config.eval.flip=True`. The dataset must have the run's class count.
+`--step best`: the run's best checkpoint (`config.best_metric`). Prints the
+metrics and a per-class table (IoU, precision, recall, F1, named from
+labels.json); the last line is one JSON object (step, split, flip, mode,
+scales, the metrics and the confusion matrix), also written to `--output` when
+given (an existing file is not overwritten).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from segjax import config as config_lib, evaluation, losses, restored, train, writers
+from segjax import checkpointing, class_report, cli, config as config_lib, evaluation, losses
+from segjax import metrics as metrics_lib, outputs, restored, train, writers
 from segjax import data as datasets
+from segjax.config_check import ConfigError
 
 FLAGS = flags.FLAGS
 
@@ -33,7 +37,8 @@ def define_flags() -> None:
   """The command's flags; defined when run as a command only, so that importing this
   module beside `segjax.predict` (which has --workdir and --step too) works."""
   flags.DEFINE_string("workdir", None, "Workdir of a training run (its config and checkpoints).")
-  flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the latest).")
+  flags.DEFINE_string("step", None, "Checkpoint step to evaluate, or 'best' (default: the "
+                      "latest).")
   flags.DEFINE_string("split", None, "Split to evaluate (default: the run's dataset.eval_split).")
   flags.DEFINE_bool("flip", False, "Average each image's logits with its mirror's.")
   flags.DEFINE_string("output", None, "Also write the JSON result to this new file.")
@@ -47,15 +52,16 @@ def apply_overrides(config, overrides: dict) -> None:
   for key, value in overrides.items():
     group, _, name = key.partition(".")
     if group not in ("dataset", "eval") or not name:
-      raise ValueError(f"--config.{key}: only --config.dataset.* and --config.eval.* keys can "
-                       "be changed when evaluating a trained run")
+      raise ConfigError(f"--config.{key}: only --config.dataset.* and --config.eval.* keys can "
+                        "be changed when evaluating a trained run")
     config[group][name] = value
 
 
-def evaluate(workdir: str, step: int | None = None, split: str | None = None,
+def evaluate(workdir: str, step: int | str | None = None, split: str | None = None,
              flip: bool = False, overrides: dict | None = None) -> dict:
-  """{"step", "split", "flip", "mode", "scales", "num_images", and the metrics
-  (`evaluation.evaluate`)} of one checkpoint."""
+  """{"step", "split", "flip", "mode", "scales", "num_images", the metrics of
+  `evaluation.evaluate` ("confusion" among them) and the per-class ones} of one
+  checkpoint: `step` a number, "best", or None for the latest."""
   run = restored.restore(workdir, step)
   config = run.config
   apply_overrides(config, overrides or {})
@@ -67,22 +73,24 @@ def evaluate(workdir: str, step: int | None = None, split: str | None = None,
   config.dataset.train_split = config.dataset.eval_split
   data = datasets.load(config.dataset)
   if data.num_classes != run.num_classes:
-    raise ValueError(
+    raise ConfigError(
         f"dataset {config.dataset.name!r} has {data.num_classes} classes, the run in {workdir} "
         f"predicts {run.num_classes} ({', '.join(run.labels['class_names'])}): set "
         f"--config.dataset.num_classes={run.num_classes} and a mask encoding that gives "
         "those classes")
   if data.num_channels != run.num_channels:
-    raise ValueError(f"dataset {config.dataset.name!r} has {data.num_channels}-channel images, "
-                     f"the run in {workdir} takes {run.num_channels} (dataset.grayscale)")
+    raise ConfigError(f"dataset {config.dataset.name!r} has {data.num_channels}-channel images, "
+                      f"the run in {workdir} takes {run.num_channels} (dataset.grayscale)")
   segmenter = train.create_segmenter(config, run.model, run.num_channels)
   result = evaluation.evaluate(segmenter, run.variables, data.eval,
                                num_classes=run.num_classes, ignore_index=data.ignore_index,
                                objective=losses.from_config(config))
+  metrics = result.metrics
+  metrics.update(metrics_lib.per_class(metrics["confusion"], run.labels["class_names"]))
   options = segmenter.options
   return {"step": run.step, "split": config.dataset.eval_split, "flip": options.flip,
           "mode": options.mode, "scales": list(options.scales),
-          "num_images": len(result.per_image), **result.metrics}
+          "num_images": len(result.per_image), **metrics}
 
 
 def main(argv):
@@ -94,13 +102,16 @@ def main(argv):
     raise app.UsageError(f"--output {FLAGS.output} exists; name a new file")
   logging.set_verbosity(logging.WARNING)
   overrides = config_flags.get_override_values(FLAGS["config"])
-  result = evaluate(FLAGS.workdir, FLAGS.step, FLAGS.split, FLAGS.flip, overrides)
+  result = evaluate(FLAGS.workdir, checkpointing.parse_step(FLAGS.step), FLAGS.split,
+                    FLAGS.flip, overrides)
   summary = ", ".join(f"{key} {value:.4f}" for key, value in result.items()
-                      if isinstance(value, float))
+                      if isinstance(value, float) and "/" not in key)
   print(f"step {result['step']} of {FLAGS.workdir} on {result['split']} "
         f"({result['num_images']} images, {result['mode']} inference"
         f"{', flip' if result['flip'] else ''}): {summary}")
-  line = writers.json_line(result)
+  _, labels = outputs.read_run(FLAGS.workdir)
+  print(class_report.table(result["confusion"], labels["class_names"]))
+  line = writers.json_line({**result, "confusion": result["confusion"].tolist()})
   if FLAGS.output and jax.process_index() == 0:
     with open(FLAGS.output, "x") as f:
       f.write(line + "\n")
@@ -109,4 +120,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -73,8 +73,8 @@ def labels_canvas(group: inference.Group, masks: dict, ignore_index: int) -> np.
 
 @dataclasses.dataclass
 class Result:
-  """Metrics of a split (`metrics.from_confusion_matrix`, "loss", exact int64
-  "confusion" as a list) and each image's confusion matrix (index -> int64 (C, C))."""
+  """Metrics of a split (`metrics.from_confusion_matrix`, "loss", and "confusion": the
+  exact int64 (C, C) matrix) and each image's confusion matrix (index -> int64 (C, C))."""
   metrics: dict
   per_image: dict
 
@@ -106,6 +106,7 @@ def evaluate(segmenter: inference.Segmenter, variables: dict, source: RecordSour
   confusion = metrics_lib.exact_counts(totals["confusion"])
   result = metrics_lib.from_confusion_matrix(confusion)
   result["loss"] = float(objective.combine(totals["loss_sums"], totals["loss_normalisers"]))
+  result["confusion"] = confusion
   images_confusion = {key: counts[i].astype(np.int64)
                       for group_keys, counts in zip(keys, per_image)
                       for i, key in enumerate(group_keys) if key is not None}

@@ -1,6 +1,6 @@
 """Segments images with a trained run, at each image's own size.
 
-  python -m segjax.predict --workdir DIR --input PATH --output DIR
+  python -m segjax.predict --workdir DIR --input PATH --output DIR [--step N|best]
       [--mode whole|slide] [--flip] [--scales 0.75,1,1.25] [--probabilities]
 
 PATH is an image file or a folder of them. For every image, of any size, writes
@@ -25,7 +25,7 @@ import numpy as np
 from absl import app, flags, logging
 from PIL import Image
 
-from segjax import inference, losses, restored, train, visualize
+from segjax import cli, inference, losses, restored, train, visualize
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
@@ -33,7 +33,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Workdir of a training run (its config and checkpoints).")
 flags.DEFINE_string("input", None, "An image file or a folder of images.")
 flags.DEFINE_string("output", None, "Folder for NAME_mask.png and NAME_overlay.png.")
-flags.DEFINE_integer("step", None, "Checkpoint step to use (default: the latest).")
+flags.DEFINE_string("step", None, "Checkpoint step to use, or 'best' (default: the latest).")
 flags.DEFINE_enum("mode", None, list(inference.MODES),
                   "whole or slide inference (default: the run's config.eval.mode).")
 flags.DEFINE_bool("flip", None, "Also average the mirror image's logits (default: the run's).")
@@ -48,7 +48,8 @@ class Predictor:
   """A trained model restored from a workdir, with the run's inference options
   (`overrides`: `inference.Options` fields, e.g. mode="slide")."""
 
-  def __init__(self, workdir: str, step: int | None = None, **overrides):
+  def __init__(self, workdir: str, step: int | str | None = None, **overrides):
+    """`step`: a number, "best", or None for the latest checkpoint."""
     self.run = restored.restore(workdir, step)
     self.step = self.run.step
     self.num_classes = self.run.num_classes
@@ -152,4 +153,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -31,12 +31,13 @@ class RestoredRun:
     return self.labels["num_channels"]
 
 
-def restore(workdir: str, step: int | None = None) -> RestoredRun:
-  """The run in `workdir` at checkpoint `step` (default: the latest), on one local device."""
+def restore(workdir: str, step: int | str | None = None) -> RestoredRun:
+  """The run in `workdir` at checkpoint `step` (a number, "best", or None for the latest),
+  on one local device."""
   config, labels = outputs.read_run(workdir)
-  manager = checkpointing.create_manager(workdir, config.max_to_keep)
+  manager, step = checkpointing.open_checkpoint(workdir, checkpointing.parse_step(step),
+                                                config.max_to_keep)
   try:
-    step = checkpointing.find_step(manager, step)
     model = train.create_model(config, labels["num_classes"])
     mesh = sharding_lib.create_mesh(devices=jax.local_devices()[:1])
     height, width = pipeline.image_size(config.dataset)
@@ -44,7 +45,7 @@ def restore(workdir: str, step: int | None = None) -> RestoredRun:
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding_lib.replicated(mesh)),
         abstract)
-    state = checkpointing.restore(manager, step, abstract)
+    state = checkpointing.restore_checked(manager, step, abstract)
   finally:
     manager.close()
   return RestoredRun(config, labels, model, step, train.inference_variables(state))
