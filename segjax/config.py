@@ -16,25 +16,42 @@ import ml_collections
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
 
-  # Every key of `model` but `name`, `pretrained` and `pretrained_path` is passed
-  # to the model's constructor (segjax.models.build).
+  # Every key of `model` but `name`, `pretrained`, `pretrained_path` and `num_outputs`
+  # is passed to the model's constructor (segjax.models.build).
   c.model = ml_collections.ConfigDict()
   c.model.name = "segnet"
   c.model.width_multiplier = 1.0
   c.model.pretrained = ""              # "imagenet": Keras ImageNet weights into the encoder.
   c.model.pretrained_path = ""         # That weight file; "": download to ~/.cache/segjax/keras.
+  # Logit channels: 0 = one per class (softmax); 1 = one sigmoid logit for a
+  # two-class dataset (masks 0/1, same metrics), any model.
+  c.model.num_outputs = 0
 
   c.dataset = ml_collections.ConfigDict()
   c.dataset.name = "synthetic_skin"
-  c.dataset.image_size = 64            # Training size in pixels (square images).
+  # Training crop in pixels: an int (square) or (height, width).
+  c.dataset.image_size = ml_collections.FieldReference(64, field_type=object)
+  c.dataset.resize = "squash"          # squash: every image resized to image_size (aspect
+                                       # lost); keep_ratio: rescaled to fit `scale`, random
+                                       # rescale by `scale_range`, random crop of image_size.
+  c.dataset.scale = ()                 # keep_ratio: (long side, short side) each image is
+                                       # fitted into (train and test); (): its own size.
+  c.dataset.cat_max_ratio = 1.0        # keep_ratio: < 1 retries a crop (up to 10 times) where
+                                       # one class covers more than this fraction.
   c.dataset.data_dir = "~/tensorflow_datasets"  # Where prepared TFDS datasets are written.
   c.dataset.source_dir = ""            # Raw files of datasets built from a folder.
   c.dataset.train_split = "train"
   c.dataset.eval_split = "validation"
   c.dataset.ignore_index = 255         # Label value excluded from loss and metrics.
-  c.dataset.normalization = "unit"      # unit | imagenet | per_image (segjax.data.normalize).
+  # "" (the pretrained weights' own, else unit) | unit | imagenet | caffe | per_image
+  # (segjax.data.normalize).
+  c.dataset.normalization = ""
   c.dataset.augmentations = ("flip",)  # Names from segjax.data.augment, applied in order.
   c.dataset.num_workers = 0            # grain worker processes (0: in the main process).
+  c.dataset.sampler = "uniform"        # uniform | repeat_factor: images of rare classes more
+                                       # often (segjax.data.sampling).
+  c.dataset.repeat_threshold = 0.1     # repeat_factor: classes in fewer than this fraction
+                                       # of the training images are oversampled.
   c.dataset.prefetch_batches = 2       # Batches placed on device ahead of the step.
   c.dataset.grayscale = False          # One-channel (luma) input images, any dataset.
   c.dataset.target = ""                # Labels of lfw_parts (face | face_hair | parts),
@@ -52,7 +69,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.split_column = "split"     # The split_file column holding train | val | test.
   # Augmentation options (segjax.data.augment).
   c.dataset.hflip_prob = 0.5           # flip
-  c.dataset.scale_range = (0.75, 1.5)  # scale_crop, affine: zoom factors.
+  c.dataset.scale_range = (0.75, 1.5)  # scale_crop, affine, keep_ratio: zoom factors.
   c.dataset.translate_fraction = 0.1   # translate, affine: largest shift / size.
   c.dataset.rotation_degrees = 15.0    # rotate, affine
   c.dataset.shear_degrees = 5.0        # affine
@@ -78,7 +95,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.dtype = "float32"                  # Compute dtype ("bfloat16": fp32 parameters).
   c.grad_accum_steps = 1               # Micro-batches per step (batch_size divides by it).
   c.ema_decay = 0.0                    # > 0: evaluate an exponential moving average of params.
-  c.eval_flip = False                  # True: evaluate on the mean of image and mirror logits.
+  # Inference of training-time evaluation, segjax.evaluate and segjax.predict
+  # (segjax.inference): images at their own size, scored at their original resolution.
+  c.eval = ml_collections.ConfigDict()
+  c.eval.mode = "whole"                # whole: padded whole images | slide: crop-size windows.
+  c.eval.scales = (1.0,)               # Test-time scales (logits averaged), e.g. (0.75, 1, 1.25).
+  c.eval.flip = False                  # True: also the mirror image's logits (averaged).
+  c.eval.stride = ()                   # slide: window step, one size or (h, w); (): 2/3 window.
+  c.eval.window_batch_size = 8         # slide: windows per network call.
+  c.eval.max_shapes = 8                # whole: padded input shapes compiled at most.
+  c.eval_flip = False                  # Older name of eval.flip (either switches it on).
   c.skip_nonfinite = False             # True: skip (and count) non-finite updates, else stop.
   c.cpu_conv_kernels = "default"       # CPU train step convolutions: default (XLA's choice) |
                                        # eigen | autotune (the faster; segjax.cpu_kernels).
@@ -100,13 +126,22 @@ def base_config() -> ml_collections.ConfigDict:
   # The objective: a weighted sum of losses (segjax.losses); 0 switches one off.
   c.loss_weights = ml_collections.ConfigDict(
       {"cross_entropy": 1.0, "dice": 0.0, "focal": 0.0, "rmse": 0.0})
-  c.class_weights = ()                 # Per-class weights of pixel losses; empty: all 1.
+  # Per-class weights of pixel losses: a tuple (empty: all 1) or "median_frequency" |
+  # "inverse_frequency", computed from the training masks (segjax.data.class_weights).
+  c.class_weights = ml_collections.FieldReference((), field_type=object)
   c.focal_gamma = 2.0
 
   c.log_every_steps = 50
   c.eval_every_steps = 500
   c.checkpoint_every_steps = 500
   c.max_to_keep = 3
+  # Keep the best evaluated state in checkpoints/best: an evaluation metric
+  # (mean_iou | f1 | pixel_accuracy), "-loss" for the lowest loss, "": none.
+  c.best_metric = ""
+  # Start from another run's weights: its workdir, checkpoints/ folder or one
+  # checkpoint. Arrays whose path and shape match are loaded; optimizer fresh.
+  c.init_from = ""
+  c.init_from_step = ""                # "": latest; "best"; or a step number, e.g. "3000".
   c.num_prediction_images = 4          # Validation images in each predictions/ grid.
   c.seed = 0
   return c

@@ -30,9 +30,13 @@ benchmark (`segjax.benchmark`) keep memory; `segjax.evaluate` and
 only reaches threads that have not allocated yet, so this must run first
 thing in a program, before JAX starts its backend.
 
-Those two call `configure()`, which does this unless the environment variable
-`SEGJAX_HOST_MEMORY` is `release` (glibc's defaults). Elsewhere than Linux with
-glibc there is nothing to set. Where malloc is replaced by LD_PRELOAD
+Those two call `configure()`, which does this only where the computation runs
+on the CPU: on a GPU or TPU host the step's buffers live in device memory, and
+one malloc arena for every thread of a host feeding several devices is a cost
+without the gain. The environment variable `SEGJAX_HOST_MEMORY` chooses:
+`auto` (the default: retain when JAX will run on the CPU), `retain` or
+`release` (glibc's defaults). Elsewhere than Linux with glibc there is nothing
+to set. Where malloc is replaced by LD_PRELOAD
 (tcmalloc, jemalloc: they cache freed memory themselves) the settings reach
 glibc's unused malloc and change nothing.
 """
@@ -50,16 +54,49 @@ M_MMAP_MAX = -4
 M_ARENA_MAX = -8
 _SETTINGS = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, -1))
 ENVIRONMENT_VARIABLE = "SEGJAX_HOST_MEMORY"
-CHOICES = ("retain", "release")
+CHOICES = ("auto", "retain", "release")
+# Device files of accelerators JAX can drive: NVIDIA, AMD (ROCm), TPU (older
+# TPU VMs expose /dev/accel*, newer ones VFIO groups).
+_ACCELERATOR_DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd", "/dev/accel0", "/dev/vfio/0")
 
 
 def configure() -> bool:
-  """`retain_freed_memory()` unless $SEGJAX_HOST_MEMORY is `release`; True if set."""
-  choice = os.environ.get(ENVIRONMENT_VARIABLE, "retain")
+  """`retain_freed_memory()` as $SEGJAX_HOST_MEMORY says (see above); True if set."""
+  choice = os.environ.get(ENVIRONMENT_VARIABLE, "auto")
   if choice not in CHOICES:
     raise ValueError(f"environment variable {ENVIRONMENT_VARIABLE}={choice!r}: expected one of "
                      f"{', '.join(CHOICES)}")
-  return choice == "retain" and retain_freed_memory()
+  if choice == "release" or (choice == "auto" and not computation_on_cpu()):
+    return False
+  return retain_freed_memory()
+
+
+def computation_on_cpu() -> bool:
+  """Whether JAX will compute on the CPU, decided before JAX starts (it must be).
+
+  $JAX_PLATFORMS (or $JAX_PLATFORM_NAME) names the platform when set; else JAX
+  uses an accelerator where its plugin (a `jax_plugins` module, or libtpu) is
+  installed and the device is present.
+  """
+  platforms = os.environ.get("JAX_PLATFORMS") or os.environ.get("JAX_PLATFORM_NAME")
+  if platforms:
+    return platforms.split(",")[0].strip().lower() == "cpu"
+  has_device = any(os.path.exists(path) for path in _ACCELERATOR_DEVICE_FILES)
+  return not (has_device and _accelerator_plugin_installed())
+
+
+def _accelerator_plugin_installed() -> bool:
+  """A PJRT plugin JAX would load (CUDA, ROCm, ...), or libtpu."""
+  import importlib.metadata
+  import importlib.util
+  if importlib.util.find_spec("libtpu") is not None:
+    return True
+  if importlib.metadata.entry_points(group="jax_plugins"):
+    return True
+  try:
+    return importlib.util.find_spec("jax_plugins") is not None
+  except (ImportError, ValueError):
+    return False
 
 
 def retain_freed_memory() -> bool:

@@ -5,15 +5,16 @@
 ARG, when a config takes one, is passed to its get_config (e.g. the folder of a
 real dataset). The workdir defaults to runs/<config file stem>[_<ARG's last
 path part>]; running the same command again resumes from its latest
-checkpoint. Several processes (hosts): the same command on each, with
---coordinator_address/--num_processes/--process_id or under SLURM / a TPU pod,
-which are detected.
+checkpoint. Errors in the config or the data end with one message and exit
+status 2 (--verbose adds the traceback). Several processes (hosts): the same
+command on each, with --coordinator_address/--num_processes/--process_id or
+under SLURM / a TPU pod, which are detected.
 """
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from segjax import distributed, host_memory, outputs, train
+from segjax import cli, distributed, host_memory, outputs, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
@@ -37,4 +38,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

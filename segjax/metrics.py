@@ -64,3 +64,35 @@ def from_confusion_matrix(confusion: np.ndarray) -> dict:
       "f1": float(f1),
       "dice_per_class": [float(v) for v in dice],
   }
+
+
+# The scalar metrics of an evaluation (`from_confusion_matrix` and the loss), which
+# `config.best_metric` may name.
+SCALAR_METRICS = ("mean_iou", "f1", "pixel_accuracy", "loss")
+PER_CLASS_METRICS = ("iou", "precision", "recall", "f1")
+
+
+def class_names(names, num_classes: int) -> list[str]:
+  """`names` (e.g. labels.json's class_names) when one per class, else class_0, class_1, ..."""
+  names = [str(name) for name in names or ()]
+  return names if len(names) == num_classes else [f"class_{i}" for i in range(num_classes)]
+
+
+def per_class(confusion: np.ndarray, names) -> dict:
+  """Named per-class metrics of a (C, C) confusion matrix (rows ground truth).
+
+  Returns:
+    {"iou/NAME", "precision/NAME", "recall/NAME", "f1/NAME": float} for each
+    class; NaN where undefined (e.g. precision of a class never predicted).
+  """
+  confusion = np.asarray(confusion, np.float64)
+  true_positive = np.diag(confusion)
+  predicted, actual = confusion.sum(0), confusion.sum(1)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    values = {"iou": true_positive / (predicted + actual - true_positive),
+              "precision": true_positive / predicted,
+              "recall": true_positive / actual,
+              "f1": 2 * true_positive / (predicted + actual)}
+  names = class_names(names, confusion.shape[0])
+  return {f"{metric}/{name}": float(values[metric][i])
+          for metric in PER_CLASS_METRICS for i, name in enumerate(names)}

@@ -1,6 +1,6 @@
 """Segments images with a trained run.
 
-  python -m segjax.predict --workdir DIR --input PATH --output DIR
+  python -m segjax.predict --workdir DIR --input PATH --output DIR [--step N|best]
 
 PATH is an image file or a folder of them. For every image, of any size, writes
 `NAME_mask.png` (class index per pixel, at the image's original size) and
@@ -22,8 +22,8 @@ import numpy as np
 from absl import app, flags, logging
 from PIL import Image
 
-from segjax import checkpointing, outputs, sharding as sharding_lib, train, visualize
-from segjax.data import pipeline
+from segjax import checkpointing, cli, outputs, sharding as sharding_lib, train, visualize
+from segjax.data import normalize, pipeline
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
@@ -31,16 +31,17 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Workdir of a training run (its config and checkpoints).")
 flags.DEFINE_string("input", None, "An image file or a folder of images.")
 flags.DEFINE_string("output", None, "Folder for NAME_mask.png and NAME_overlay.png.")
-flags.DEFINE_integer("step", None, "Checkpoint step to use (default: the latest).")
+flags.DEFINE_string("step", None, "Checkpoint step to use, or 'best' (default: the latest).")
 
 
 class Predictor:
   """A trained model restored from a workdir."""
 
-  def __init__(self, workdir: str, step: int | None = None):
+  def __init__(self, workdir: str, step: int | str | None = None):
+    """`step`: a number, "best", or None for the latest checkpoint."""
     self.config, self.labels = outputs.read_run(workdir)
-    manager = checkpointing.create_manager(workdir, self.config.max_to_keep)
-    step = checkpointing.find_step(manager, step)
+    manager, step = checkpointing.open_checkpoint(workdir, checkpointing.parse_step(step),
+                                                  self.config.max_to_keep)
     self.size = pipeline.image_size(self.config.dataset)
     self.num_classes = self.labels["num_classes"]
     self.num_channels = self.labels["num_channels"]
@@ -51,10 +52,13 @@ class Predictor:
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding_lib.replicated(mesh)),
         abstract)
-    self.state = checkpointing.restore(manager, step, abstract)
+    try:
+      self.state = checkpointing.restore_checked(manager, step, abstract)
+    finally:
+      manager.close()
     self.step = step
     self._probabilities = jax.jit(functools.partial(
-        train.predict_probabilities, normalization=self.config.dataset.normalization,
+        train.predict_probabilities, normalization=normalize.mode_for(self.config, model),
         flip=self.config.get("eval_flip", False)))  # Runs from before the option: no flip.
 
   def load_image(self, path: str) -> np.ndarray:
@@ -123,4 +127,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

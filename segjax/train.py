@@ -21,11 +21,14 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from segjax import checkpointing, cpu_kernels, losses, metrics as metrics_lib, models, optim
-from segjax import outputs, run_control, writers
+from segjax import checkpointing, class_report, config_check, cpu_kernels, losses
+from segjax import metrics as metrics_lib, models, optim, outputs, run_control
+from segjax import summary as summary_lib
+from segjax import warm_start, writers
 from segjax import sharding as sharding_lib
 from segjax import data as datasets
-from segjax.data import normalize, pipeline, prefetch
+from segjax.data import class_weights, normalize, pipeline, prefetch
+from segjax.models import backend as model_backend
 from segjax.models import pretrained
 
 
@@ -34,12 +37,26 @@ class TrainState(train_state.TrainState):
   ema_params: Any = None  # Set when config.ema_decay > 0; evaluation then uses it.
 
 
-NON_MODEL_KEYS = ("name", "pretrained", "pretrained_path")
+NON_MODEL_KEYS = ("name", "pretrained", "pretrained_path", "num_outputs")
+
+
+def num_outputs(config: ml_collections.ConfigDict, num_classes: int) -> int:
+  """Logit channels: `model.num_outputs` (1: one sigmoid logit for two classes), or
+  0 for one per class."""
+  outputs = config.model.get("num_outputs", 0)
+  if outputs == 0:
+    return num_classes
+  if outputs == 1 and num_classes == 2:
+    return 1
+  raise ValueError(f"model.num_outputs={outputs} does not fit a dataset of {num_classes} "
+                   f"classes: use 0 (one logit per class) or, for two classes, 1 (a sigmoid)")
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+  """The configured model, with `num_outputs(config, num_classes)` logit channels."""
   options = {key: value for key, value in config.model.items() if key not in NON_MODEL_KEYS}
-  return models.build(config.model.name, num_classes, dtype=jnp.dtype(config.dtype), **options)
+  return models.build(config.model.name, num_outputs(config, num_classes),
+                      dtype=jnp.dtype(config.dtype), **options)
 
 
 def _state_initializer(config: ml_collections.ConfigDict, model: nn.Module,
@@ -265,13 +282,15 @@ class Trainer:
     self.state = create_train_state(config, model, input_shape, self.mesh)
     self.state_sharding = jax.tree.map(lambda x: x.sharding, self.state)
     self.objective = losses.from_config(config)
-    normalization = config.dataset.normalization
+    normalization = self.normalization = normalize.mode_for(config, model)
     frozen = frozen_patterns(config, model)
     optim.check_patterns_match(self.state.params, config.optimizer.freeze)
-    step = functools.partial(train_step, objective=self.objective, ignore_index=ignore_index,
-                             rng=jax.random.key(config.seed), normalization=normalization,
-                             grad_accum_steps=config.grad_accum_steps,
-                             ema_decay=config.ema_decay, frozen=frozen)
+    # The models' ops are chosen for the platform the mesh runs on (models.backend).
+    for_mesh = functools.partial(model_backend.traced_for, self.mesh.devices.flat[0].platform)
+    step = for_mesh(functools.partial(
+        train_step, objective=self.objective, ignore_index=ignore_index,
+        rng=jax.random.key(config.seed), normalization=normalization,
+        grad_accum_steps=config.grad_accum_steps, ema_decay=config.ema_decay, frozen=frozen))
     build_step = lambda compiler_options: jax.jit(
         step, in_shardings=(self.state_sharding, self.batch_sharding),
         out_shardings=(self.state_sharding, self.replicated), donate_argnums=0,
@@ -283,18 +302,22 @@ class Trainer:
     self.cpu_conv_kernels, self.train_step = cpu_kernels.resolve(
         config.cpu_conv_kernels, build_step, self.state, example_batch, writers.log)
     self.eval_step = jax.jit(
-        functools.partial(eval_step, objective=self.objective, ignore_index=ignore_index,
-                          num_classes=num_classes, normalization=normalization,
-                          flip=config.eval_flip),
+        for_mesh(functools.partial(eval_step, objective=self.objective,
+                                   ignore_index=ignore_index, num_classes=num_classes,
+                                   normalization=normalization, flip=config.eval_flip)),
         in_shardings=(self.state_sharding, self.batch_sharding, self.replicated),
         out_shardings=self.replicated, donate_argnums=2)
     self.predict = jax.jit(
-        lambda state, images: jnp.argmax(
-            predict_probabilities(state, images, normalization, config.eval_flip), -1),
+        for_mesh(lambda state, images: jnp.argmax(
+            predict_probabilities(state, images, normalization, config.eval_flip), -1)),
         out_shardings=self.replicated)
 
   def evaluate(self, state: TrainState, eval_batches) -> tuple[dict, dict]:
-    """Metrics over the whole split, and the first batch (host arrays + predictions)."""
+    """Metrics over the whole split, and the first batch (host arrays + predictions).
+
+    The metrics include "confusion", the split's (C, C) confusion matrix (a
+    host array), for per-class reports.
+    """
     c = self.num_classes
     zeros = lambda: {name: jnp.zeros((), jnp.float32) for name in self.objective.weights}
     totals = jax.device_put({"confusion": jnp.zeros((c, c), jnp.int32), "loss_sums": zeros(),
@@ -308,6 +331,7 @@ class Trainer:
     totals = jax.device_get(totals)
     result = metrics_lib.from_confusion_matrix(totals["confusion"])
     result["loss"] = float(self.objective.combine(totals["loss_sums"], totals["loss_normalisers"]))
+    result["confusion"] = np.asarray(totals["confusion"])
     return result, first
 
 
@@ -332,6 +356,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     The final evaluation metrics (the last ones, or {} when a stop signal came
     before any evaluation).
   """
+  config_check.check(config)  # Before anything is prepared or written.
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   with run_control.WorkdirLock(workdir), run_control.StopSignal() as stop:
@@ -340,6 +365,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> dict:
   data = datasets.load(config.dataset)
+  config = class_weights.resolve(config, data, writers.log)
   writers.log(f"dataset {config.dataset.name}: {len(data.train)} train examples "
               f"({config.dataset.train_split}), {len(data.eval)} eval examples "
               f"({config.dataset.eval_split}), {data.num_classes} classes")
@@ -352,7 +378,12 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
               f"{trainer.mesh.size} device(s) ({jax.devices()[0].platform}), "
               f"{jax.process_count()} process(es)")
 
-  train_iter = prefetch.DevicePrefetcher(iter(pipeline.train_loader(data.train, config)),
+  order = pipeline.example_order(data, config)
+  if order.factors is not None:
+    writers.log(f"repeat-factor sampling: an epoch holds {order.factors.sum():.0f} examples "
+                f"on average for {len(data.train)} images (repeat factors up to "
+                f"{order.factors.max():.2f})")
+  train_iter = prefetch.DevicePrefetcher(pipeline.train_loader(data.train, config, order),
                                          trainer.batch_sharding, config.dataset.prefetch_batches)
   eval_batches = pipeline.EvalBatches(data.eval, (height, width), config.eval_batch_size,
                                       data.num_channels)
@@ -363,12 +394,17 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
     if config.model.pretrained:
       state = load_pretrained(config, model, state)
       writers.log(f"encoder initialised from {config.model.pretrained} weights")
+    if config.init_from:
+      state = warm_start.load(config, state, workdir, writers.log)
+    summary_lib.write(workdir, model, {"params": state.params, "batch_stats": state.batch_stats},
+                      (height, width, data.num_channels), frozen_patterns(config, model))
   else:
     writers.log(f"resumed from {workdir}/checkpoints at step {int(state.step)}")
   start_step = int(state.step)
   outputs.write_config(config, workdir, start_step)
   outputs.write_labels(data, workdir)
-  writer = writers.MetricWriter(workdir)
+  writer = writers.MetricWriter(workdir, start_step)
+  best = checkpointing.BestCheckpoint(config.best_metric, workdir, writers.log)
   schedule = optim.learning_rate_schedule(config)
   progress = writers.Progress(start_step, config.num_train_steps)
 
@@ -395,6 +431,11 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
         last_log_step, last_log_time = step, time.time()
     if step % config.eval_every_steps == 0 or is_last:
       eval_metrics, first = trainer.evaluate(state, eval_batches)
+      confusion, evaluated_step = _add_per_class(eval_metrics, data.class_names), step
+      if best.update(step, state, eval_metrics):
+        eval_metrics["new_best"] = True
+        class_report.save_in_workdir(workdir, "best", confusion, data.class_names,
+                                     f"step {step}, best {config.best_metric}")
       writer.write(step, "eval", eval_metrics)
       outputs.save_prediction_grid(first, workdir, step, config.num_prediction_images,
                                    data.num_classes)
@@ -409,16 +450,31 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
       break
   if eval_metrics is None and not stopping:  # Finished before: report the checkpoint as it is.
     eval_metrics, _ = trainer.evaluate(state, eval_batches)
+    confusion, evaluated_step = _add_per_class(eval_metrics, data.class_names), int(state.step)
   manager.wait_until_finished()
   manager.close()
+  best.close()
   train_iter.close()
   writer.close()
   if eval_metrics:
     writers.log("final eval: " + _format(eval_metrics))
+    writers.log(class_report.table(confusion, data.class_names))
+    class_report.save_in_workdir(workdir, "final", confusion, data.class_names,
+                                 f"step {evaluated_step} (last evaluation)")
   writers.log(f"outputs in {workdir}: checkpoints/, metrics.jsonl, tensorboard/, "
-              f"predictions/, config.json, {outputs.LABELS_FILE}")
+              f"predictions/, {class_report.FOLDER}/, config.json, {outputs.LABELS_FILE}, "
+              f"{summary_lib.SUMMARY_FILE}")
   return eval_metrics or {}
 
 
+def _add_per_class(metrics: dict, class_names) -> np.ndarray:
+  """Replaces `metrics`' confusion matrix by the named per-class metrics; returns the matrix."""
+  confusion = metrics.pop("confusion")
+  metrics.update(metrics_lib.per_class(confusion, class_names))
+  return confusion
+
+
 def _format(metrics: dict) -> str:
-  return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+  """The overall metrics; the per-class ones ("iou/NAME", ...) go to the table."""
+  return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()
+                   if isinstance(v, float) and "/" not in k)

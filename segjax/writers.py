@@ -27,16 +27,57 @@ def json_line(record: dict) -> str:
   return json.dumps({key: _json_value(value) for key, value in record.items()})
 
 
-class MetricWriter:
-  """Appends one JSON object per event to metrics.jsonl and mirrors scalars to TensorBoard."""
+def drop_lines_after(path: str, step: int) -> int:
+  """Removes the lines of steps after `step` (and a line cut short) from a metrics.jsonl.
 
-  def __init__(self, workdir: str):
+  The kept lines go to a new file that replaces the old one in one rename, so
+  a process killed meanwhile leaves one or the other, never half of each.
+  Returns the number of lines dropped.
+  """
+  if not os.path.exists(path):
+    return 0
+  with open(path) as f:
+    lines = f.read().split("\n")
+  kept = []
+  for line in lines:
+    try:
+      if json.loads(line)["step"] <= step:
+        kept.append(line)
+    except (ValueError, KeyError, TypeError):  # An empty or partly written last line.
+      pass
+  dropped = len([line for line in lines if line]) - len(kept)
+  if dropped:
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as f:
+      f.write("".join(line + "\n" for line in kept))
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(temporary, path)
+  return dropped
+
+
+class MetricWriter:
+  """Appends one JSON object per event to metrics.jsonl and mirrors scalars to TensorBoard.
+
+  A run that starts at `resume_step` (its restored checkpoint's, or 0) first
+  drops what an earlier process logged after that step (the steps it redoes),
+  from metrics.jsonl and from TensorBoard's view (its purge_step), so both
+  read as one run.
+  """
+
+  def __init__(self, workdir: str, resume_step: int = 0):
     self.enabled = jax.process_index() == 0
     if not self.enabled:
       return
     from tensorboardX import SummaryWriter  # Only process 0 needs it.
-    self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-    self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    path = os.path.join(workdir, "metrics.jsonl")
+    dropped = drop_lines_after(path, resume_step)
+    if dropped:
+      log(f"{dropped} line(s) of steps after {resume_step} dropped from {path}: "
+          "those steps run again")
+    self.jsonl = open(path, "a")
+    self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"),
+                                     purge_step=resume_step + 1)
 
   def write(self, step: int, split: str, metrics: dict) -> None:
     if not self.enabled:

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import pytest
 
 from segjax import data, models, train
+from segjax.data import pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
@@ -44,12 +45,13 @@ def test_config_is_complete_and_builds(path):
   # Offline by default: only the generated datasets.
   assert config.dataset.name in NUM_CLASSES
   model = train.create_model(config, NUM_CLASSES[config.dataset.name])
-  size = config.dataset.image_size
+  height, width = pipeline.image_size(config.dataset)
   channels = 1 if config.dataset.grayscale else 3
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0),
-                                             jnp.zeros((1, size, size, channels))))
-  out = jax.eval_shape(lambda v: model.apply(v, jnp.zeros((2, size, size, channels))), shapes)
-  assert out.shape[:3] == (2, size, size)
+                                             jnp.zeros((1, height, width, channels))))
+  out = jax.eval_shape(lambda v: model.apply(v, jnp.zeros((2, height, width, channels))),
+                       shapes)
+  assert out.shape[:3] == (2, height, width)
 
 
 def test_unknown_key_on_the_command_line_names_it(tmp_path):
@@ -60,6 +62,21 @@ def test_unknown_key_on_the_command_line_names_it(tmp_path):
       capture_output=True, text=True, cwd=REPO, timeout=120)
   assert result.returncode != 0
   assert "batchsize" in result.stderr
+
+
+def test_bad_values_end_the_run_before_it_writes_with_one_message(tmp_path):
+  workdir = tmp_path / "run"
+  result = subprocess.run(
+      [sys.executable, "-m", "segjax.main", "--config", os.path.join(REPO, "configs",
+                                                                    "segnet_skin.py"),
+       "--workdir", str(workdir), "--config.learning_rate=-1",
+       "--config.dataset.image_size=65"],
+      capture_output=True, text=True, cwd=REPO, timeout=120)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert result.stderr.startswith("error: the config cannot be used:\n"
+                                  "  learning_rate=-1.0 must be > 0\n"), result.stderr
+  assert "dataset.image_size=65" in result.stderr and "Traceback" not in result.stderr
+  assert not workdir.exists()
 
 
 def test_config_argument_selects_the_seed_data_and_its_workdir():

@@ -64,3 +64,28 @@ def test_an_unknown_choice_names_the_variable(monkeypatch):
 def test_release_leaves_malloc_alone(monkeypatch):
   monkeypatch.setenv(host_memory.ENVIRONMENT_VARIABLE, "release")
   assert host_memory.configure() is False
+
+
+@pytest.mark.parametrize("platforms, on_cpu", [("cpu", True), ("cuda", False), ("tpu,cpu", False)])
+def test_auto_retains_only_where_jax_computes_on_the_cpu(monkeypatch, platforms, on_cpu):
+  monkeypatch.setenv("JAX_PLATFORMS", platforms)
+  monkeypatch.delenv(host_memory.ENVIRONMENT_VARIABLE, raising=False)
+  assert host_memory.computation_on_cpu() is on_cpu
+  # Retaining is process-wide: here its call only records that it was asked for.
+  calls = []
+  monkeypatch.setattr(host_memory, "retain_freed_memory", lambda: calls.append(1) or True)
+  assert host_memory.configure() is on_cpu and len(calls) == int(on_cpu)
+  monkeypatch.setenv(host_memory.ENVIRONMENT_VARIABLE, "retain")  # Asked for: retained anyway.
+  assert host_memory.configure() is True
+
+
+def test_an_accelerator_needs_its_plugin_and_its_device(monkeypatch):
+  monkeypatch.delenv("JAX_PLATFORMS", raising=False)
+  monkeypatch.delenv("JAX_PLATFORM_NAME", raising=False)
+  monkeypatch.setattr(host_memory, "_ACCELERATOR_DEVICE_FILES", ("/",))  # A device file exists.
+  monkeypatch.setattr(host_memory, "_accelerator_plugin_installed", lambda: False)
+  assert host_memory.computation_on_cpu()
+  monkeypatch.setattr(host_memory, "_accelerator_plugin_installed", lambda: True)
+  assert not host_memory.computation_on_cpu()
+  monkeypatch.setattr(host_memory, "_ACCELERATOR_DEVICE_FILES", ("/no/such/device",))
+  assert host_memory.computation_on_cpu()

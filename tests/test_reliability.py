@@ -54,8 +54,9 @@ class Run:
   def __init__(self, workdir, data_dir, cache_dir, devices=1, **overrides):
     self.workdir = workdir
     os.makedirs(workdir, exist_ok=True)
-    # metrics.jsonl from this offset to `_metrics_end` (once it has ended) is this process's.
-    self._metrics_offset, self._metrics_end = _size(os.path.join(workdir, "metrics.jsonl")), None
+    # This process's lines of metrics.jsonl are those not there before it started (a
+    # resumed run drops the lines of the steps it redoes); `_lines_at_end` once it ended.
+    self._lines_before, self._lines_at_end = set(self._metrics_lines()), None
     name = f"{workdir}.{next(_run_ids)}"
     self._stdout, self._stderr = open(name + ".stdout", "w+"), open(name + ".stderr", "w+")
     # SEGJAX_HOST_MEMORY=release: these small runs are compile-bound, and kept host
@@ -91,19 +92,22 @@ class Run:
       self.process.kill()
       self.process.wait()
       pytest.fail(f"run in {self.workdir} took over {timeout} s:\n{self.output()}")
-    self._metrics_end = _size(os.path.join(self.workdir, "metrics.jsonl"))
+    self._lines_at_end = self._metrics_lines()
     return returncode
 
-  def train_lines(self) -> list[dict]:
-    """The train lines this process wrote to metrics.jsonl (complete lines only)."""
+  def _metrics_lines(self) -> list[str]:
+    """The complete lines of metrics.jsonl now."""
     try:
-      with open(os.path.join(self.workdir, "metrics.jsonl"), "rb") as f:
-        f.seek(self._metrics_offset)
-        text = f.read(-1 if self._metrics_end is None else
-                      self._metrics_end - self._metrics_offset).decode()
+      with open(os.path.join(self.workdir, "metrics.jsonl")) as f:
+        return f.read().split("\n")[:-1]
     except FileNotFoundError:
       return []
-    events = [json.loads(line) for line in text.split("\n")[:-1]]
+
+  def train_lines(self) -> list[dict]:
+    """The train lines this process wrote to metrics.jsonl (each holds a measured
+    images/s, so no line of another process is the same)."""
+    lines = self._metrics_lines() if self._lines_at_end is None else self._lines_at_end
+    events = [json.loads(line) for line in lines if line not in self._lines_before]
     return [e for e in events if e["split"] == "train"]
 
   def logged_steps(self) -> list[int]:
@@ -118,10 +122,6 @@ class Run:
         self.process.kill()
         pytest.fail(f"no {what} within {timeout} s:\n{self.output()}")
       time.sleep(0.005)
-
-
-def _size(path: str) -> int:
-  return os.path.getsize(path) if os.path.exists(path) else 0
 
 
 def checkpoint_steps(workdir) -> list[int]:
@@ -209,9 +209,10 @@ def killed(cli):
                    "a step past a checkpoint")
   first.process.send_signal(signal.SIGKILL)
   assert first.wait() == -signal.SIGKILL
+  killed_at = max(first.logged_steps())
   second = cli("killed")
   assert second.wait() == 0, second.output()
-  return max(first.logged_steps()), second
+  return killed_at, second
 
 
 def test_killed_run_resumes_bitwise(reference, killed):
@@ -220,6 +221,12 @@ def test_killed_run_resumes_bitwise(reference, killed):
   start = resumed_step(resumed.stdout)
   assert start is not None and CHECKPOINT_EVERY <= start <= killed_at < STEPS, resumed.output()
   assert resumed.logged_steps() == list(range(start + 1, STEPS + 1))
+  # The steps logged after the checkpoint before the kill are dropped: one line per step.
+  with open(os.path.join(resumed.workdir, "metrics.jsonl")) as f:
+    events = [json.loads(line) for line in f]
+  assert [e["step"] for e in events if e["split"] == "train"] == list(range(1, STEPS + 1))
+  if killed_at > start:
+    assert re.search(rf"\d+ line\(s\) of steps after {start} dropped", resumed.stdout)
   final = load_state(resumed.workdir, STEPS)
   expected = load_state(reference[0].workdir, STEPS)
   assert int(final["step"]) == STEPS
@@ -350,9 +357,12 @@ def test_nonfinite_steps_skipped_when_asked(diverged):
 def test_second_run_on_a_workdir_in_use_refuses(reference):
   run, intruder, overlapped = reference
   assert overlapped, "the first run ended before the second one tried its workdir"
-  assert intruder.process.returncode != 0
-  assert re.search(rf"WorkdirInUseError: {re.escape(run.workdir)} is in use by another "
-                   rf"training run \(pid {run.process.pid}\)", intruder.stderr), intruder.output()
+  assert intruder.process.returncode == 2
+  # One line for a person, no traceback.
+  assert re.search(rf"^error: {re.escape(run.workdir)} is in use by another "
+                   rf"training run \(pid {run.process.pid}\)", intruder.stderr,
+                   re.MULTILINE), intruder.output()
+  assert "Traceback" not in intruder.stderr
   # The first run trained, logged and saved every step as if alone.
   assert run.logged_steps() == list(range(1, STEPS + 1))
   assert checkpoint_steps(run.workdir) == [12, 16, 20]
@@ -420,6 +430,29 @@ def test_checkpoint_of_another_data_source_is_an_error_and_stays(tmp_path):
                            r"position does not \(ValueError: DataSource in checkpoint"):
     checkpointing.restore_latest_valid(str(tmp_path), 3, state, OtherSource(0), print)
   assert checkpoint_steps(tmp_path) == [5]
+
+
+def test_checkpoint_with_grain_iterator_state_resumes_at_the_batch_of_its_step(tmp_path):
+  """Checkpoints written when the data position was grain's, per process."""
+  import grain
+  state = {"w": jnp.arange(4096.0)}
+  manager = ocp.CheckpointManager(tmp_path / "checkpoints", item_names=("state", "data"),
+                                  options=ocp.CheckpointManagerOptions(create=True))
+  manager.save(5, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                          data=grain.checkpoint.CheckpointSave(Position(9))))
+  manager.wait_until_finished()
+  manager.close()
+
+  class Recorder(Position):
+    def set_state(self, state: bytes) -> None:
+      self.position = json.loads(state)
+
+  iterator, messages = Recorder(0), []
+  manager, restored = checkpointing.restore_latest_valid(str(tmp_path), 3, state, iterator,
+                                                         messages.append)
+  manager.close()
+  assert restored is not None and iterator.position == {"batches": 5}
+  assert len(messages) == 1 and "grain iterator" in messages[0], messages
 
 
 def test_second_stop_signal_acts_at_once(monkeypatch):

@@ -25,8 +25,15 @@ def trained(tmp_path_factory, tfds_dir):
   from conftest import small_config
   workdir = str(tmp_path_factory.mktemp("run"))
   config = small_config(tfds_dir)
+  config.best_metric = "mean_iou"
   final = train.train_and_evaluate(config, workdir)
   return config, workdir, final
+
+
+def best_eval(workdir) -> dict:
+  """The logged evaluation with the highest mean IoU (the first of equals)."""
+  evals = [e for e in read_metrics(workdir) if e["split"] == "eval"]
+  return max(evals, key=lambda e: (e["mean_iou"], -e["step"]))
 
 
 def test_run_writes_every_output(trained):
@@ -44,6 +51,24 @@ def test_run_writes_every_output(trained):
       assert key in line
     assert len(line["iou_per_class"]) == 2
   assert final["pixel_accuracy"] == eval_lines[-1]["pixel_accuracy"]
+  # Named per-class metrics, and the confusion matrix of the last evaluation.
+  for line in eval_lines:
+    assert line["iou/skin"] == pytest.approx(line["iou_per_class"][1])
+    assert line["f1/skin"] == pytest.approx(line["f1"])
+    assert 0 <= line["precision/background"] <= 1 and 0 <= line["recall/skin"] <= 1
+  from segjax import class_report
+  names, confusion = class_report.read_csv(os.path.join(workdir, "confusion", "final.csv"))
+  assert names == ["background", "skin"]
+  assert confusion.trace() / confusion.sum() == pytest.approx(final["pixel_accuracy"])
+  # The best evaluation is marked, kept apart and pictured.
+  best = best_eval(workdir)
+  assert [e["step"] for e in eval_lines if e.get("new_best")][-1] == best["step"]
+  assert os.listdir(os.path.join(workdir, "checkpoints", "best")) == [str(best["step"])]
+  _, best_confusion = class_report.read_csv(os.path.join(workdir, "confusion", "best.csv"))
+  assert best_confusion.trace() / best_confusion.sum() == pytest.approx(best["pixel_accuracy"])
+  assert os.path.exists(os.path.join(workdir, "confusion", "best.png"))
+  with open(os.path.join(workdir, "model_summary.txt")) as f:
+    assert "FLOPs per forward pass of one 32x32x3 image" in f.read()
   assert glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
   assert sorted(os.listdir(os.path.join(workdir, "predictions"))) == [
       "step_0000003.png", "step_0000006.png"]
@@ -56,11 +81,17 @@ def test_run_writes_every_output(trained):
 def test_second_invocation_resumes_at_saved_step(trained, capsys):
   config, workdir, _ = trained
   before = read_metrics(workdir)
+  best_before = best_eval(workdir)
   config = config.copy_and_resolve_references()
   config.num_train_steps = 8
   config.eval_every_steps = 4
+  config.init_from = workdir  # Not applied on resume: the workdir's checkpoint wins.
   train.train_and_evaluate(config, workdir)
-  assert "resumed from" in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert "resumed from" in out and "initialised from" not in out
+  assert f"best mean_iou so far: {best_before['mean_iou']:.4f} at step {best_before['step']}" in out
+  assert out.splitlines()[-3].split()[0] == "background"  # The per-class table.
+  assert out.splitlines()[-2].split()[0] == "skin"
   after = read_metrics(workdir)
   assert after[:len(before)] == before  # Nothing overwritten.
   new = after[len(before):]
@@ -69,6 +100,40 @@ def test_second_invocation_resumes_at_saved_step(trained, capsys):
   assert checkpoint_steps(workdir) == [3, 6, 8]
   # The changed config is kept beside the original.
   assert os.path.exists(os.path.join(workdir, "config_resumed_at_step_6.json"))
+
+
+def test_init_from_loads_what_fits_and_keeps_the_rest(trained, tmp_path):
+  """Fine-tuning the best state to three classes: all but the classifier loads."""
+  import jax
+  from segjax import checkpointing, sharding as sharding_lib, warm_start
+  config, workdir, _ = trained
+  config = config.copy_and_resolve_references()
+  config.init_from, config.init_from_step = workdir, "best"
+  model = train.create_model(config, 3)
+  initial = train.create_train_state(config, model, (32, 32, 3),
+                                     sharding_lib.create_mesh(config.mesh))
+  state = warm_start.load(config, initial, str(tmp_path), lambda message: None)
+  source = checkpointing.read_variables(checkpointing.state_folder(workdir, "best"))
+  flat = lambda tree: {jax.tree_util.keystr(p): np.asarray(x)
+                       for p, x in jax.tree_util.tree_leaves_with_path(tree)}
+  loaded = flat({"params": state.params, "batch_stats": state.batch_stats})
+  fresh = flat({"params": initial.params, "batch_stats": initial.batch_stats})
+  saved = flat(source)
+  differing_shapes = {k for k in fresh if saved[k].shape != fresh[k].shape}
+  assert differing_shapes and any("kernel" in k for k in differing_shapes)
+  for key in fresh:
+    np.testing.assert_array_equal(loaded[key],
+                                  fresh[key] if key in differing_shapes else saved[key])
+  with open(tmp_path / "init_from.json") as f:
+    report = json.load(f)
+  assert len(report["skipped_by_shape"]) == len(differing_shapes) and report["missing"] == []
+  assert len(report["loaded"]) == len(fresh) - len(differing_shapes)
+  assert state.opt_state is initial.opt_state  # The optimizer starts fresh.
+  config.model.name = "unet"  # Nothing of a SegNet fits a U-Net.
+  unet = train.create_model(config, 2)
+  with pytest.raises(warm_start.InitFromError, match="none of the .* arrays of model 'unet'"):
+    warm_start.load(config, train.abstract_train_state(config, unet, (32, 32, 3)),
+                    str(tmp_path), print)
 
 
 def test_grayscale_loader_position_restores_in_a_new_load(config, tmp_path):
@@ -204,15 +269,21 @@ def test_evaluate_command_line(trained, tmp_path):
   import sys
   _, workdir, _ = trained
   output = tmp_path / "eval.json"
-  command = [sys.executable, "-m", "segjax.evaluate", "--workdir", workdir, "--step", "6",
+  command = [sys.executable, "-m", "segjax.evaluate", "--workdir", workdir, "--step", "best",
              "--flip", "--output", str(output)]
   run = lambda: subprocess.run(command, capture_output=True, text=True, timeout=300,
                                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   result = run()
   assert result.returncode == 0, result.stderr[-2000:]
   last = json.loads(result.stdout.strip().splitlines()[-1])
-  assert (last["step"], last["flip"]) == (6, True) and 0 <= last["pixel_accuracy"] <= 1
-  logged = next(e for e in read_metrics(workdir) if e["split"] == "eval" and e["step"] == 6)
+  logged = best_eval(workdir)
+  assert (last["step"], last["flip"]) == (logged["step"], True)
+  assert 0 <= last["pixel_accuracy"] <= 1
+  assert np.trace(last["confusion"]) / np.sum(last["confusion"]) == pytest.approx(
+      last["pixel_accuracy"])
+  table = result.stdout.splitlines()[-4:-1]  # The per-class table, then the JSON line.
+  assert table[1].split()[0] == "background" and table[2].split()[0] == "skin"
+  assert float(table[2].split()[2]) == pytest.approx(last["iou/skin"], abs=1e-4)
   assert last["loss"] != pytest.approx(logged["loss"], rel=1e-5)  # The flips change the logits.
   assert json.loads(output.read_text()) == last
   again = run()  # The result file is never overwritten.

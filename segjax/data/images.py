@@ -31,6 +31,7 @@ Every mask value must then be < `dataset.num_classes` or equal
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 from typing import Sequence
 
@@ -50,16 +51,18 @@ class DatasetError(ValueError):
   """A dataset's files or options are wrong; says which file or key, and what to do."""
 
 
-def open_image(path: str) -> Image.Image:
-  """Opens and fully decodes `path`; a corrupt or truncated file raises DatasetError."""
+def open_image(path: str | io.BytesIO, name: str = "") -> Image.Image:
+  """Opens and fully decodes `path` (or a file's bytes in memory, called `name` in
+  errors); a corrupt or truncated file raises DatasetError."""
+  path_text = name or path
   try:
     with Image.open(path) as image:
       image.load()
       return image
   except FileNotFoundError:
-    raise DatasetError(f"{path}: file not found") from None
+    raise DatasetError(f"{path_text}: file not found") from None
   except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-    raise DatasetError(f"{path}: cannot decode the image, the file is corrupt or truncated "
+    raise DatasetError(f"{path_text}: cannot decode the image, the file is corrupt or truncated "
                        f"({error})") from None
 
 

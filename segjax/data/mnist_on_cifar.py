@@ -5,9 +5,14 @@ resized (bilinear) to `dataset.image_size`; the 28x28 digit sits at an offset
 drawn uniformly over the positions where it fits whole, in a random colour,
 blended by its gray level. A digit pixel (gray > 127) is labelled.
 Everything random comes from (`seed`, split, i): the same index always gives
-the same example. Both datasets come from TFDS (`dataset.data_dir`); splits
-train and test (`validation` reads test, as neither has a validation split):
-MNIST train on CIFAR-10 train, MNIST test on CIFAR-10 test.
+the same example. The digits and photos come from the official files, without
+TensorFlow (segjax.data.mnist_cifar10): `dataset.source_dir` holds
+`train-images-idx3-ubyte.gz`, `train-labels-idx1-ubyte.gz`,
+`t10k-images-idx3-ubyte.gz`, `t10k-labels-idx1-ubyte.gz` and
+`cifar-10-python.tar.gz`, or, when it is empty, they are downloaded; both are
+prepared once in `dataset.data_dir`. Splits train and test (`validation` reads
+test, as neither has a validation split): MNIST train on CIFAR-10 train, MNIST
+test on CIFAR-10 test.
 `dataset.target`:
   binary (default)  0 background, 1 digit
   digits            0 background, 1 + digit value (11 classes)
@@ -21,9 +26,8 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from segjax.data import pipeline, sources, tfds_utils
+from segjax.data import mnist_cifar10, official_files, pipeline, sources, tfds_utils
 from segjax.data.images import DatasetError
-from segjax.data.oxford_pet import open_tfds
 from segjax.data.registry import SegmentationData, register
 
 SEED = 0
@@ -81,11 +85,14 @@ def load(dataset_config: ml_collections.ConfigDict) -> SegmentationData:
     raise DatasetError(f"mnist_on_cifar needs dataset.image_size >= 28 to fit a 28x28 digit, "
                        f"got {dataset_config.image_size}")
   data_dir = tfds_utils.data_dir(dataset_config.data_dir)
+  digits, photos = (official_files.prepare(builder(source_dir=dataset_config.source_dir,
+                                                   data_dir=data_dir))
+                    for builder in (mnist_cifar10.MnistIdx, mnist_cifar10.Cifar10Python))
 
   def split(name):
     split_name = sources.official_split(name)
-    return MnistOnCifarSource(open_tfds("mnist", split_name, data_dir),
-                              open_tfds("cifar10", split_name, data_dir), size, target,
+    return MnistOnCifarSource(tfds_utils.open_split(digits, split_name),
+                              tfds_utils.open_split(photos, split_name), size, target,
                               split_id=zlib.crc32(split_name.encode()))
 
   return SegmentationData(

@@ -1,4 +1,5 @@
-"""grain input pipelines: sharded per JAX process, deterministic, checkpointable.
+"""grain input pipelines: one global stream sharded over JAX processes, deterministic,
+checkpointable.
 
 Batches stay uint8 on the host (images (B, H, W, C), masks (B, H, W)) and are
 normalised on the device, which moves 4x fewer bytes than float32.
@@ -7,16 +8,18 @@ normalised on the device, which moves 4x fewer bytes than float32.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Iterator
 
+from absl import flags
 import grain
 import jax
 import ml_collections
 import numpy as np
 from PIL import Image
 
-from segjax.data import augment
-from segjax.data.registry import RecordSource
+from segjax.data import augment, class_stats, sampling
+from segjax.data.registry import RecordSource, SegmentationData
 
 
 def image_size(dataset_config: ml_collections.ConfigDict) -> tuple[int, int]:
@@ -73,11 +76,14 @@ class _ToBatchFields(grain.transforms.Map):
             "mask": np.ascontiguousarray(record["mask"][..., 0])}
 
 
-def local_batch_size(global_batch_size: int, key: str = "batch_size") -> int:
-  if global_batch_size % jax.process_count():
+def local_batch_size(global_batch_size: int, key: str = "batch_size",
+                     process_count: int | None = None) -> int:
+  """Each process's rows of a global batch (`process_count`: default JAX's)."""
+  process_count = jax.process_count() if process_count is None else process_count
+  if global_batch_size % process_count:
     raise ValueError(f"{key}={global_batch_size} must divide by the number of JAX processes "
-                     f"({jax.process_count()})")
-  return global_batch_size // jax.process_count()
+                     f"({process_count})")
+  return global_batch_size // process_count
 
 
 def synthetic_batch(batch_size: int, height: int, width: int, channels: int, num_classes: int,
@@ -88,17 +94,119 @@ def synthetic_batch(batch_size: int, height: int, width: int, channels: int, num
           "mask": rng.integers(0, num_classes, (batch_size, height, width), np.uint8)}
 
 
-def train_loader(source: RecordSource, config: ml_collections.ConfigDict) -> grain.DataLoader:
-  """An endless, shuffled, augmented loader of this process's shard of each global batch."""
-  data = config.dataset
-  sampler = grain.samplers.IndexSampler(
-      num_records=len(source), shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=True),
-      shuffle=True, num_epochs=None, seed=config.seed)
-  return grain.DataLoader(
-      data_source=source, sampler=sampler,
-      operations=[_Prepare(image_size(data)), _Augment(data), _ToBatchFields(),
-                  grain.transforms.Batch(local_batch_size(config.batch_size), drop_remainder=True)],
-      worker_count=data.num_workers)
+def example_order(data: SegmentationData, config: ml_collections.ConfigDict
+                  ) -> sampling.ExampleOrder:
+  """The training stream's order of `data.train`'s records (`dataset.sampler`)."""
+  sampler = config.dataset.get("sampler", "uniform")
+  if sampler == "uniform":
+    return sampling.ExampleOrder(len(data.train), config.seed)
+  if sampler == "repeat_factor":
+    counts = class_stats.cached_pixel_counts(
+        data.train, data.num_classes, config.dataset.data_dir, config.dataset.name)
+    factors = sampling.repeat_factors(counts > 0, config.dataset.repeat_threshold)
+    return sampling.ExampleOrder(len(data.train), config.seed, factors)
+  raise ValueError(f"dataset.sampler={sampler!r}: use one of {', '.join(sampling.SAMPLERS)}")
+
+
+class _LoadExample:
+  """Global stream position -> the example there, prepared and augmented with
+  the generator of that position (the same on any process or worker)."""
+
+  def __init__(self, source: RecordSource, order: sampling.ExampleOrder, operations: list):
+    self.source, self.order, self.operations = source, order, operations
+
+  def __call__(self, position: int) -> dict:
+    record = self.source[self.order.key(position)]
+    rng = sampling.example_rng(self.order.seed, position)
+    for operation in self.operations:
+      if isinstance(operation, grain.transforms.RandomMap):
+        record = operation.random_map(record, rng)
+      else:
+        record = operation.map(record)
+    return record
+
+
+class TrainStream:
+  """An endless iterator over this process's rows of each global training batch.
+
+  Global batch k is the examples at stream positions [k B, (k + 1) B)
+  (segjax.data.sampling) whatever the number of processes, devices and grain
+  workers; this process loads only its rows of it. The checkpointable state is
+  a global position (`get_state`/`set_state`, JSON bytes), so a run resumes with
+  the next batch on any topology.
+
+  Yields {"image": uint8 (B / processes, H, W, C), "mask": uint8 (B / processes, H, W)}.
+  """
+
+  def __init__(self, source: RecordSource, config: ml_collections.ConfigDict,
+               order: sampling.ExampleOrder, process_index: int | None = None,
+               process_count: int | None = None):
+    self.batch_size = config.batch_size
+    self.order = order
+    self._process_index = jax.process_index() if process_index is None else process_index
+    self._local_batch_size = local_batch_size(config.batch_size, process_count=process_count)
+    self._load = _LoadExample(source, order, [_Prepare(image_size(config.dataset)),
+                                              _Augment(config.dataset), _ToBatchFields()])
+    self._num_workers = config.dataset.num_workers
+    self._start(0)
+
+  def _start(self, position: int) -> None:
+    self.position = position  # Of the first example of the next batch.
+    positions = sampling.ProcessPositions(position, self.batch_size, self._local_batch_size,
+                                          self._process_index)
+    # Batched before the iterator: grain's workers and threads each build whole
+    # batches, so their number changes neither the batches nor their order.
+    dataset = grain.MapDataset.source(positions).map(self._load).batch(
+        positions.local_batch_size, drop_remainder=True)
+    dataset = dataset.to_iter_dataset(grain.ReadOptions(num_threads=4, prefetch_buffer_size=8))
+    if self._num_workers:
+      if not flags.FLAGS.is_parsed():  # grain reads its absl flags; unparsed outside absl.app.
+        flags.FLAGS.mark_as_parsed()
+      dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=self._num_workers))
+    self._iterator = iter(dataset)
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict:
+    batch = next(self._iterator)
+    self.position += self.batch_size
+    return batch
+
+  def get_state(self) -> bytes:
+    """The global position of the next batch, and what fixes the stream."""
+    return json.dumps({"position": self.position, **self.order.describe()}).encode()
+
+  def set_state(self, state: bytes) -> None:
+    """Continues at a saved global position (saved with any batch size and topology).
+
+    `{"batches": k}` alone (what an older checkpoint of step k gives) starts
+    global batch k of this stream. Raises ValueError when the saved stream is
+    another one: another dataset, seed or sampler.
+    """
+    saved = json.loads(state)
+    if set(saved) == {"batches"}:
+      self._start(int(saved["batches"]) * self.batch_size)
+      return
+    expected = self.order.describe()
+    differing = {key: (saved[key], value) for key, value in expected.items()
+                 if key in saved and saved[key] != value}
+    if differing:
+      raise ValueError("the saved data position is of another training stream: " + ", ".join(
+          f"{key} {old!r} saved, {new!r} now" for key, (old, new) in differing.items()))
+    self._start(int(saved["position"]))
+
+
+def train_loader(source: RecordSource, config: ml_collections.ConfigDict,
+                 order: sampling.ExampleOrder | None = None, **process) -> TrainStream:
+  """This process's shard of each global batch: endless, shuffled, augmented.
+
+  `order`: default, every record once per epoch (`example_order` builds the
+  configured one); `process`: `process_index`, `process_count` of a
+  simulated topology (default JAX's). See `TrainStream`.
+  """
+  return TrainStream(source, config, order or sampling.ExampleOrder(len(source), config.seed),
+                     **process)
 
 
 @dataclasses.dataclass

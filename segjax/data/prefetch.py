@@ -1,9 +1,10 @@
 """Keeps the next batches on the device while the current step runs.
 
-A background thread reads the grain iterator and places each batch on the
-mesh. Its checkpointable state is the grain state *after the last batch handed
-to the trainer*, not after the batches still waiting, so a resumed run sees
-exactly the batches an uninterrupted one would.
+A background thread reads the data iterator (`pipeline.TrainStream`) and
+places each batch on the mesh. Its checkpointable state is the iterator's
+state *after the last batch handed to the trainer*, not after the batches
+still waiting, so a resumed run sees exactly the batches an uninterrupted one
+would.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class DevicePrefetcher:
       self._thread.join()
       self._thread = None
 
-  # The interface grain's Orbax checkpoint handler calls.
+  # The data iterator's checkpoint interface (segjax.checkpointing).
   def get_state(self) -> bytes:
     return self._state
 

@@ -46,17 +46,18 @@ def names() -> list[str]:
   return sorted(_DATASETS)
 
 
-def _prepare_once(open_dataset, name: str) -> SegmentationData:
-  """Process 0 prepares the dataset while the other processes wait, so that hosts
-  sharing a data dir never write it at the same time; then all open it."""
+def prepare_once(prepare: Callable[[], Any], name: str) -> Any:
+  """`prepare()` on process 0 while the other processes wait, then on them, so
+  that hosts sharing a data dir never write it at the same time (a dataset, or
+  statistics of it): the first call writes, the later ones read."""
   if jax.process_count() == 1:
-    return open_dataset()
+    return prepare()
   if jax.process_index() == 0:
-    data = open_dataset()
-    multihost_utils.sync_global_devices(f"segjax: dataset {name} prepared")
-    return data
-  multihost_utils.sync_global_devices(f"segjax: dataset {name} prepared")
-  return open_dataset()
+    result = prepare()
+    multihost_utils.sync_global_devices(f"segjax: {name} prepared")
+    return result
+  multihost_utils.sync_global_devices(f"segjax: {name} prepared")
+  return prepare()
 
 
 def load(dataset_config: ml_collections.ConfigDict) -> SegmentationData:
@@ -65,7 +66,7 @@ def load(dataset_config: ml_collections.ConfigDict) -> SegmentationData:
   if name not in _DATASETS:
     raise ValueError(f"unknown dataset {name!r} (config key dataset.name); "
                      f"registered datasets: {', '.join(names())}")
-  data = _prepare_once(lambda: _DATASETS[name](dataset_config), name)
+  data = prepare_once(lambda: _DATASETS[name](dataset_config), f"dataset {name}")
   if dataset_config.get("grayscale", False):
     from segjax.data import sources  # Imports this module.
     data = sources.to_grayscale(data)

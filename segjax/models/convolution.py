@@ -6,20 +6,22 @@ CPU, jaxlib 0.10 hands every convolution with more than 16 input or output
 features to YNNPACK, and the rest to its Eigen kernel. For the whole-image
 windows of large stride-1 layers Eigen's kernel is often much faster: 183 ->
 69 ms for a 64-channel 128x128 layer at batch 8, 426 -> 169 ms for a 128-channel
-one at batch 4 (`experiments/benchmarks.md`). YNNPACK stays faster for the
+one at batch 4 (`experiments/performance.md`). YNNPACK stays faster for the
 forward pass and the input gradient; for smaller and strided layers Eigen did
 not gain consistently.
 
 `conv_general_dilated` here has the same forward pass and input gradient as
 `lax.conv_general_dilated`. Where the convolution has stride 1, its output
 (hence its output gradient) at least `MIN_SLICED_GRADIENT_BYTES`, the batch at
-most `EIGEN_MAX_FEATURES` images and the backend is CPU, its custom VJP
-computes the weight gradient in slices of at most `EIGEN_MAX_FEATURES` output
-channels, which XLA then runs with Eigen. (Larger batches are left alone:
-slicing a batch that is split over devices would move images between them.)
-The values agree with XLA's own gradient up to float summation order. Other
-backends, smaller outputs and the layouts or options this does not handle get
-XLA's gradient unchanged.
+most `EIGEN_MAX_FEATURES` images and the model is traced for the CPU
+(`backend.formulation("conv_weight_gradient")`), its custom VJP computes the
+weight gradient in slices of at most `EIGEN_MAX_FEATURES` output channels,
+which XLA then runs with Eigen. (Larger batches are left alone: slicing a
+batch that is split over devices would move images between them.) The values
+agree with XLA's own gradient up to float summation order. Smaller outputs and
+the layouts or options this does not handle get XLA's gradient unchanged, and
+on other backends the convolution is `lax.conv_general_dilated` itself, with
+no custom VJP in the graph.
 
 `Conv` is `flax.linen.Conv` with this convolution: same parameters, same names.
 """
@@ -32,6 +34,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from segjax.models import backend
 
 # XLA:CPU sends a convolution to YNNPACK unless both its input and output
 # feature counts are at most this (xla/backends/cpu/ynn_support.cc). For the
@@ -66,6 +70,8 @@ def _slices_weight_gradient(lhs, rhs, conv, *, window_strides, lhs_dilation, rhs
                             dimension_numbers, feature_group_count, batch_group_count,
                             preferred_element_type, **unused) -> bool:
   del unused  # Padding and precision do not change the choice.
+  if backend.formulation("conv_weight_gradient") != "sliced":
+    return False
   if lhs.ndim != 4 or rhs.ndim != 4:
     return False
   if not all(isinstance(d, int) for d in lhs.shape):
@@ -100,10 +106,7 @@ def _forward(conv, lhs, rhs):
 def _backward(conv, residuals, grad):
   lhs, rhs = residuals
   lhs_grad = jax.vjp(lambda x: conv(x, rhs), lhs)[1](grad)[0]
-  rhs_grad = lax.platform_dependent(
-      lhs, rhs, grad, cpu=functools.partial(_sliced_kernel_gradient, conv),
-      default=functools.partial(_kernel_gradient, conv))
-  return lhs_grad, rhs_grad
+  return lhs_grad, _sliced_kernel_gradient(conv, lhs, rhs, grad)
 
 
 _conv_sliced_weight_gradient.defvjp(_forward, _backward)

@@ -46,6 +46,9 @@ class FCDenseNet(nn.Module):
   width_multiplier: float = 1.0
   dtype: Any = jnp.float32
   bn_momentum: float = layers.KERAS_BN_MOMENTUM
+  # Five halvings (stem, pool, three transitions); given, as tracing this deep a
+  # model to find it takes tens of seconds (segjax.models.registry.total_stride).
+  total_stride = 32
 
   @property
   def imagenet_encoder(self) -> str | None:

@@ -19,9 +19,12 @@ matrix products forward and backward:
 
 Otherwise the overlap-add form is used where the packed one would spend zero
 taps on a kernel of at most 16 taps (SegNet's 3x3 stride-2 layers: 718 -> 322
-ms forward + backward; experiments/benchmarks.md); large kernels (the 2s x 2s
+ms forward + backward; experiments/performance.md); large kernels (the 2s x 2s
 upsampling of `vgg16_skip_fcn`) stay packed, where per-tap slices would make
 compilation slow.
+
+All of this is XLA:CPU's concern: on other backends `conv_transpose` and
+`max_pool` run XLA's own ops (`segjax.models.backend`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from segjax.models import convolution
+from segjax.models import backend, convolution
 
 Dtype = Any
 PaddingLike = str | Sequence[tuple[int, int]]
@@ -106,7 +109,14 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
 
   Returns:
     (N, H_out, W_out, C_out), with H_out as `lax.conv_transpose` gives it.
+
+  On CPU computed by phases (the module docstring); elsewhere it is
+  `lax.conv_transpose` (`backend.formulation("conv_transpose")`).
   """
+  if backend.formulation("conv_transpose") == "xla":
+    return jax.lax.conv_transpose(x, kernel, tuple(strides), padding,
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                  transpose_kernel=transpose_kernel, precision=precision)
   if transpose_kernel:
     kernel = jnp.swapaxes(jnp.flip(kernel, (0, 1)), 2, 3)
   kh, kw, _, cout = kernel.shape
@@ -261,10 +271,13 @@ def max_pool(x: jax.Array, window: Sequence[int], strides: Sequence[int] | None 
   reduce-window over materialised index arrays and a scatter: fwd + bwd of a
   2x2 pool of a (4, 128, 128, 64) activation took 41.9 ms that way and 21.1 ms
   as a reshape, 1.6x to 7x faster over the pools of
-  experiments/benchmarks/max_pool_ops.log.
+  experiments/benchmarks/max_pool_ops.log. Off CPU it is `flax.linen.max_pool`
+  (`backend.formulation("max_pool")`).
   """
   window = tuple(window)
   strides = tuple(strides or window)
+  if backend.formulation("max_pool") == "xla":
+    return nn.max_pool(x, window, strides, padding)
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads(x.shape[1:3], window, strides, padding)
   x = jnp.pad(x, ((0, 0), *padding, (0, 0)), constant_values=-jnp.inf)

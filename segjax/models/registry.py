@@ -42,3 +42,47 @@ def build(name: str, num_classes: int, **kwargs) -> nn.Module:
         f"model {name!r} has no option {', '.join('model.' + k for k in unknown)}; "
         f"its options are: {', '.join(sorted(fields - {'num_classes'}))}")
   return cls(num_classes=num_classes, **kwargs)
+
+
+_STRIDES: dict[str, int] = {}
+
+
+def total_stride(model: nn.Module, num_channels: int = 3, largest: int = 256) -> int:
+  """The smallest power of two s such that the model maps every (s*a, s*b) input to an
+  output of the same height and width: inputs padded to multiples of it keep their size.
+
+  Found from output shapes alone (`jax.eval_shape`, nothing computed) on (3s, 5s)
+  inputs: below the true stride an odd multiple loses or gains pixels in the
+  pooling and upsampling. Cached per model configuration; a model class may state
+  it as a `total_stride` attribute instead.
+
+  Raises:
+    ValueError: no power of two up to `largest` keeps the size.
+  """
+  import jax
+  import jax.numpy as jnp
+
+  if getattr(model, "total_stride", None):
+    return int(model.total_stride)
+  key = repr(model)
+  if key in _STRIDES:
+    return _STRIDES[key]
+
+  def keeps_size(stride: int) -> bool:
+    shape = (1, 3 * stride, 5 * stride, num_channels)
+    try:
+      variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape),
+                                                    train=False))
+      out = jax.eval_shape(lambda v: model.apply(v, jnp.zeros(shape), train=False), variables)
+    except (ValueError, TypeError, IndexError, ZeroDivisionError):
+      return False
+    return tuple(out.shape[1:3]) == shape[1:3]
+
+  stride = 1
+  while not keeps_size(stride):
+    stride *= 2
+    if stride > largest:
+      raise ValueError(f"model {type(model).__name__}: no input size multiple of a power of "
+                       f"two up to {largest} gives an output of the input's size")
+  _STRIDES[key] = stride
+  return stride

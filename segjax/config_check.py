@@ -1,0 +1,159 @@
+"""Checks a config before a run prepares data or writes anything.
+
+`check(config)` raises one `ConfigError` that lists every wrong key with its
+value and what to use instead. Names (model, dataset, optimizer, losses, ...)
+are checked by the code that uses them, called here early; values that would
+otherwise train silently (a negative learning rate) or fail deep inside JAX
+(an image size the model cannot take) are checked here.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from segjax import cpu_kernels, losses, metrics, models, optim
+from segjax.data import augment, class_weights, normalize, pipeline
+from segjax.data import registry as data_registry
+
+
+class ConfigError(ValueError):
+  """A config key holds a value the run cannot use."""
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _positive(config, keys, minimum, problems):
+  for key in keys:
+    value = config
+    for part in key.split("."):
+      value = value[part]
+    if not value >= minimum:
+      problems.append(f"{key}={value!r} must be >= {minimum}"
+                      if minimum else f"{key}={value!r} must be > 0")
+
+
+def _calls(problems, *checks) -> None:
+  """Runs the checks of the modules that own each key; their ValueErrors are the problems."""
+  for check in checks:
+    try:
+      check()
+    except ValueError as error:
+      problems.append(str(error))
+
+
+def best_metric_problem(name: str) -> str | None:
+  """None when `config.best_metric` names an evaluation metric ("" is off)."""
+  if not name or name.removeprefix("-") in metrics.SCALAR_METRICS:
+    return None
+  return (f"best_metric={name!r} is not an evaluation metric; use one of "
+          f"{', '.join(metrics.SCALAR_METRICS)} to keep its highest value, '-' before one to "
+          "keep its lowest (e.g. '-loss'), or '' for no best checkpoint")
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming every key of `config` that holds an unusable value."""
+  problems: list[str] = []
+  _positive(config, ("learning_rate",), 0, problems)
+  _positive(config, ("batch_size", "eval_batch_size", "num_train_steps", "log_every_steps",
+                     "eval_every_steps", "checkpoint_every_steps", "max_to_keep",
+                     "grad_accum_steps"), 1, problems)
+  if config.warmup_steps < 0:
+    problems.append(f"warmup_steps={config.warmup_steps} must be >= 0")
+  if not 0 <= config.ema_decay < 1:
+    problems.append(f"ema_decay={config.ema_decay} must be in [0, 1) (0: no moving average)")
+  if config.dtype not in DTYPES:
+    problems.append(f"dtype={config.dtype!r} is not one of {', '.join(DTYPES)}")
+  if config.dataset.name not in data_registry.names():
+    problems.append(f"unknown dataset {config.dataset.name!r} (config key dataset.name); "
+                    f"registered datasets: {', '.join(data_registry.names())}")
+  size_problem = _image_size_problem(config.dataset)
+  if size_problem:
+    problems.append(size_problem)
+  best = best_metric_problem(config.get("best_metric", ""))
+  if best:
+    problems.append(best)
+  if config.get("init_from") and not os.path.exists(config.init_from):
+    problems.append(f"init_from={config.init_from!r}: no such workdir or checkpoint folder")
+  step = str(config.get("init_from_step", ""))
+  if step not in ("", "best") and not step.isdigit():
+    problems.append(f"init_from_step={step!r}: use a step number, 'best', or '' for the latest")
+  _calls(problems,
+         lambda: optim.create_optimizer(config),
+         # Loss names and weights; class_weights may name a method computed from the data.
+         lambda: (class_weights.method_of(config.class_weights) or losses.from_config(config)),
+         lambda: cpu_kernels.check(config.cpu_conv_kernels),
+         lambda: normalize.normalize_images(jnp.zeros((1, 1, 1, 1), jnp.uint8),
+                                            config.dataset.normalization or "unit"),
+         lambda: [augment.get(name) for name in config.dataset.augmentations])
+  model_problem = _model_problem(config, trace=size_problem is None and config.dtype in DTYPES)
+  if model_problem:
+    problems.append(model_problem)
+  if problems:
+    raise ConfigError("the config cannot be used:\n  " + "\n  ".join(problems))
+
+
+def _image_size_problem(dataset_config) -> str | None:
+  try:
+    height, width = pipeline.image_size(dataset_config)
+  except (TypeError, ValueError):
+    return (f"dataset.image_size={dataset_config.image_size!r} must be a size in pixels or "
+            "(height, width)")
+  if height < 1 or width < 1:
+    return f"dataset.image_size={dataset_config.image_size!r} must be positive"
+  return None
+
+
+_output_sizes: dict = {}  # Traced once per model config and size in a process.
+
+
+def _output_size(config, height: int, width: int):
+  """The model's output (height, width) for one input, or the error tracing it raised."""
+  from segjax import train  # train imports this module.
+  channels = 1 if config.dataset.get("grayscale", False) else 3
+  key = (json.dumps({"model": config.model.to_dict(), "dtype": config.dtype}), height, width,
+         channels)
+  if key not in _output_sizes:
+    model = train.create_model(config, 2)
+    inputs = jax.ShapeDtypeStruct((1, height, width, channels), jnp.float32)
+    try:
+      out, _ = jax.eval_shape(functools.partial(model.init_with_output, train=False),
+                              jax.random.key(0), inputs)
+      _output_sizes[key] = tuple(out.shape[1:3])
+    except Exception as error:  # Any shape error JAX or Flax raises while tracing.
+      _output_sizes[key] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+  return _output_sizes[key]
+
+
+def _model_problem(config, trace: bool) -> str | None:
+  """An unknown model or option; with `trace`, whether the model takes the configured
+  image size and gives logits of that size."""
+  from segjax import train  # train imports this module.
+  try:
+    normalize.mode_for(config, train.create_model(config, 2))
+  except (ValueError, TypeError) as error:  # TypeError: a dtype JAX does not know.
+    return None if config.dtype not in DTYPES else str(error)
+  if not trace:
+    return None
+  height, width = pipeline.image_size(config.dataset)
+  output = _output_size(config, height, width)
+  if output == (height, width):
+    return None
+  try:
+    stride = models.registry.total_stride(train.create_model(config, 2),
+                                 1 if config.dataset.get("grayscale", False) else 3)
+  except ValueError:  # No power of two keeps the size.
+    stride = None
+  outcome = (f"gives {output[0]}x{output[1]} logits" if isinstance(output, tuple)
+             else f"fails ({output})")
+  hint = (f"use a multiple of its total stride {stride}, e.g. "
+          f"{max(stride, round(height / stride) * stride)}" if stride else
+          "use a size that is a multiple of a power of two, e.g. 64")
+  return (f"dataset.image_size={config.dataset.image_size!r}: model {config.model.name!r} "
+          f"on {height}x{width} images {outcome}; {hint}")
