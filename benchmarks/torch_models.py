@@ -18,7 +18,10 @@ minus Flax's).
 
 `TorchTrainer` runs the eager train step the benchmark times: normalise the
 uint8 batch as segjax's "unit" normalisation does, forward in train mode,
-cross-entropy over pixels not equal to `ignore_index`, backward, Adam.
+cross-entropy over pixels not equal to `ignore_index`, backward, Adam. On a
+GPU ("cuda") it runs as fast PyTorch training does there: a bfloat16 config
+under automatic mixed precision (`torch.autocast`, float32 parameters, as
+segjax keeps them), channels-last tensors, cuDNN's autotuner on.
 """
 
 from __future__ import annotations
@@ -121,11 +124,19 @@ def num_parameters(model: nn.Module) -> int:
 
 
 class TorchTrainer:
-  """The eager float32 train step of a segjax config's model, on a fixed batch."""
+  """The eager train step of a segjax config's model, on a fixed batch.
 
-  def __init__(self, config, num_classes: int, channels: int, host_batch: dict):
-    if config.dtype != "float32":
-      raise ValueError(f"the PyTorch comparison runs float32 only (config dtype {config.dtype})")
+  Args:
+    device: "cpu" or "cuda".
+    channels_last: NHWC memory layout for the model and the batch (None: on
+      "cuda" only; the CPU measurements of experiments/performance.md ran NCHW).
+  """
+
+  def __init__(self, config, num_classes: int, channels: int, host_batch: dict,
+               device: str = "cpu", channels_last: bool | None = None):
+    if config.dtype not in ("float32", "bfloat16"):
+      raise ValueError(f"the PyTorch comparison runs float32 or bfloat16 (automatic mixed "
+                       f"precision) only (config dtype {config.dtype})")
     optimizer = config.optimizer if isinstance(config.optimizer, str) else config.optimizer.name
     if optimizer != "adam":
       raise ValueError(f"the PyTorch comparison runs Adam only (config optimizer {optimizer!r})")
@@ -138,22 +149,35 @@ class TorchTrainer:
                          f"(config loss_weights {dict(config.loss_weights)})")
     if config.dataset.normalization != "unit":
       raise ValueError("the PyTorch comparison normalises as dataset.normalization='unit' only")
+    if device == "cuda" and not torch.cuda.is_available():
+      raise ValueError("the PyTorch comparison on the GPU needs PyTorch built with CUDA "
+                       f"(torch {torch.__version__} sees no CUDA device)")
     torch.manual_seed(config.seed)
+    self.device = torch.device(device)
+    self.channels_last = device == "cuda" if channels_last is None else channels_last
+    self.amp_dtype = torch.bfloat16 if config.dtype == "bfloat16" else None
+    if device == "cuda":
+      torch.backends.cudnn.benchmark = True  # Picks the fastest kernel per shape, once.
     from segjax import train  # The model options as segjax's training reads them.
     skip = getattr(train, "NON_MODEL_KEYS", ("name",))
     options = {k: v for k, v in config.model.items() if k not in skip}
-    self.model = build(config.model.name, num_classes, channels, **options)
+    memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+    self.model = build(config.model.name, num_classes, channels, **options).to(
+        self.device, memory_format=memory_format)
     self.model.train()
     self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
     self.ignore_index = int(config.dataset.ignore_index)
-    # NHWC uint8 -> NCHW uint8, as a data loader would hand it over.
-    self.images = torch.from_numpy(np.ascontiguousarray(host_batch["image"].transpose(0, 3, 1, 2)))
-    self.masks = torch.from_numpy(host_batch["mask"].astype(np.int64))
+    # NHWC uint8 -> NCHW uint8 (channels-last in memory if asked), as a data loader hands it over.
+    images = torch.from_numpy(np.ascontiguousarray(host_batch["image"].transpose(0, 3, 1, 2)))
+    self.images = images.to(self.device).contiguous(memory_format=memory_format)
+    self.masks = torch.from_numpy(host_batch["mask"].astype(np.int64)).to(self.device)
 
   def _loss(self):
-    x = self.images.float() / 127.5 - 1.0
-    logits = self.model(x)
-    return F.cross_entropy(logits, self.masks, ignore_index=self.ignore_index)
+    with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
+                        enabled=self.amp_dtype is not None):
+      x = self.images.float() / 127.5 - 1.0
+      logits = self.model(x)
+    return F.cross_entropy(logits.float(), self.masks, ignore_index=self.ignore_index)
 
   def step(self) -> tuple[float, float]:
     """One train step; returns (seconds, loss)."""
@@ -162,7 +186,7 @@ class TorchTrainer:
     loss = self._loss()
     loss.backward()
     self.optimizer.step()
-    value = loss.detach().item()  # Eager: everything has run by now.
+    value = loss.detach().item()  # Waits for the device: everything has run by now.
     return time.perf_counter() - start, value
 
   def flops_per_step(self) -> float:
@@ -174,7 +198,13 @@ class TorchTrainer:
     self.optimizer.zero_grad(set_to_none=True)
     return float(counter.get_total_flops())
 
+  def peak_memory_bytes(self) -> int | None:
+    """Peak GPU memory PyTorch allocated (None on the CPU)."""
+    return torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else None
+
   def describe(self) -> dict:
     return {"torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "torch_device": str(self.device), "torch_channels_last": self.channels_last,
+            "torch_amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "",
             "torch_parameters": num_parameters(self.model),
             "torch_flops_per_step": self.flops_per_step()}

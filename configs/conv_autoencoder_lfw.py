@@ -34,6 +34,7 @@ def get_config(lfw_parts_dir: str = ""):
   """No argument: synthetic data; a folder: the LFW part labels there."""
   config = config_lib.base_config()
   config.model.name = "conv_autoencoder"
+  config.model.num_outputs = 1         # The seed's single sigmoid output.
   # The seed's BatchNorm decay 0.999 needs thousands of steps before the moving
   # statistics match the weights: at step 250 of 1500 on LFW the test pixel
   # accuracy was 63% with 0.999 and 95.7% with 0.9
@@ -76,6 +77,6 @@ def get_config(lfw_parts_dir: str = ""):
     config.loss_weights.cross_entropy = 1.0
   # On CPU, the faster of XLA's default convolution kernels and Eigen's, timed
   # at start-up: Eigen's, by 1.59x here and 1.32x on LFW at 128x128, on the
-  # benchmark machine (experiments/benchmarks.md, "Convolution kernels per model").
+  # benchmark machine (experiments/performance.md, "Convolution gradients").
   config.cpu_conv_kernels = "autotune"
   return config

@@ -21,7 +21,7 @@ def get_config():
   config.eval_every_steps = 300
   # On CPU, time XLA's default convolution kernels against Eigen's at start-up
   # and train with the faster: Eigen's on the benchmark machine, by 1.18x at
-  # these settings and 1.10x at 128x128, batch 4 (experiments/benchmarks.md,
-  # "Convolution kernels per model").
+  # these settings and 1.10x at 128x128, batch 4 (experiments/performance.md,
+  # "Convolution gradients").
   config.cpu_conv_kernels = "autotune"
   return config

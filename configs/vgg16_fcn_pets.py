@@ -3,11 +3,15 @@
 Command (offline, synthetic shapes, 4 classes, encoder trained from scratch):
   python -m segjax.main --config configs/vgg16_fcn_pets.py
 
-The seed's setup, a frozen ImageNet VGG16 on Oxford-IIIT Pet:
+The seed's setup, a frozen ImageNet VGG16 on Oxford-IIIT Pet. Download
+images.tar.gz and annotations.tar.gz from https://www.robots.ox.ac.uk/~vgg/data/pets/
+into a folder DIR (or leave source_dir empty to download them), then:
   python -m segjax.main --config configs/vgg16_fcn_pets.py \
-    --config.dataset.name=oxford_iiit_pet --config.dataset.image_size=128 \
-    --config.model.pretrained=imagenet --config.dataset.normalization=imagenet \
+    --config.dataset.name=oxford_iiit_pet --config.dataset.source_dir=DIR \
+    --config.dataset.image_size=128 --config.model.pretrained=imagenet \
     '--config.model.frozen_patterns=("encoder/.*",)'
+The encoder then gets the input its Keras weights expect ("caffe": BGR, ImageNet
+mean subtracted, 0..255), chosen automatically.
 Offline there are no ImageNet weights, and a frozen random encoder is no
 encoder, so this config trains it.
 Expected: validation mIoU 0.46 (pixel accuracy 0.87) after
@@ -27,6 +31,6 @@ def get_config():
   config.eval_every_steps = 250
   # On CPU, the faster of XLA's default convolution kernels and Eigen's, timed
   # at start-up: Eigen's, by 1.05x, on the benchmark machine
-  # (experiments/benchmarks.md, "Convolution kernels per model").
+  # (experiments/performance.md, "Convolution gradients").
   config.cpu_conv_kernels = "autotune"
   return config

@@ -19,9 +19,18 @@ donated state); the batch is a fixed synthetic uint8 batch of the config's
   gflops_per_sec     flops_per_step / step_time_s.
   matmul_peak_gflops this machine's float32 matmul rate, best of several
                      `--matmul_size` square matmuls, before and after the steps.
+  mfu                model FLOP utilisation: gflops_per_sec over the devices'
+                     peak (`segjax.device_peaks`: the datasheet peak of the
+                     precision the step's matrix products run at,
+                     `peak_precision`, times the device count); on a device
+                     not in that table (a CPU) the measured matmul peak
+                     (`mfu_basis` says which).
   peak_memory_bytes  device `memory_stats()["peak_bytes_in_use"]` where the
                      backend has it, else the process's peak resident set,
-                     read after the warm-up steps (before PyTorch is imported).
+                     read after the warm-up steps (before PyTorch is imported);
+                     a peak of the whole process so far.
+  step_memory_bytes  XLA's memory analysis of the compiled step: arguments,
+                     outputs and temporaries (donated buffers once).
   host_memory        "retain" where freed host memory stays in the process
                      (segjax.host_memory, as in training), else "release".
   cpu_conv_kernels   the convolution kernels the step was compiled with
@@ -30,8 +39,9 @@ donated state); the batch is a fixed synthetic uint8 batch of the config's
 
 `--compare torch` also builds the same architecture in PyTorch
 (`benchmarks/torch_models.py`, from the repository root; `pip install
-segjax[torch]`) and times its eager train step (float32, Adam, cross-entropy,
-BatchNorm in train mode) on the same batch, alternating one segjax step and
+segjax[torch]`) and times its eager train step (Adam, cross-entropy, BatchNorm
+in train mode; on a GPU with automatic mixed precision for a bfloat16 config,
+and channels-last tensors) on the same batch, alternating one segjax step and
 one PyTorch step so that both see the same machine load; `ratio` is
 segjax images/s over PyTorch images/s (`cpu_ratio`: the same in CPU time;
 `ratio_min`: of the fastest step of each). `torch_flops_per_step` is
@@ -56,7 +66,7 @@ import time
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from segjax import host_memory
+from segjax import device_peaks, host_memory
 
 FLAGS = flags.FLAGS
 
@@ -112,6 +122,16 @@ def cost_flops(compiled) -> float:
   return float((analysis or {}).get("flops", 0.0))
 
 
+def step_memory_bytes(compiled) -> int | None:
+  """Device memory of one execution by XLA's memory analysis of the compiled step:
+  arguments, outputs and temporaries, donated buffers counted once (None if unknown)."""
+  analysis = compiled.memory_analysis()
+  if analysis is None:
+    return None
+  return int(analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+             + analysis.temp_size_in_bytes - analysis.alias_size_in_bytes)
+
+
 def _describe_machine() -> dict:
   cpu = platform.processor() or platform.machine()
   try:
@@ -125,7 +145,7 @@ def _describe_machine() -> dict:
 
 def run(config, steps: int = 20, warmup: int = 3, compare: str = "",
         num_classes: int | None = None, matmul_size: int = 4096, matmul_repeats: int = 5,
-        log=print) -> dict:
+        log=print, torch_channels_last: bool | None = None) -> dict:
   """Builds and times the train step of `config`; returns the measurements."""
   import jax
 
@@ -169,6 +189,7 @@ def run(config, steps: int = 20, warmup: int = 3, compare: str = "",
   compiled = lowered.compile()
   result["compile_s"] = time.perf_counter() - start
   result["flops_per_step"] = cost_flops(compiled)
+  result["step_memory_bytes"] = step_memory_bytes(compiled)
   log(f"{result['parameters']:,} parameters; compiled in {result['compile_s']:.1f} s; "
       f"{result['flops_per_step'] / 1e9:.1f} GFLOP per step (XLA cost analysis)")
 
@@ -195,7 +216,11 @@ def run(config, steps: int = 20, warmup: int = 3, compare: str = "",
 
   torch_step = None
   if compare == "torch":
-    torch_trainer = _torch_trainer(config, num_classes, channels, host_batch)
+    if jax.default_backend() not in ("cpu", "gpu"):
+      raise ValueError(f"--compare torch runs on CPU or GPU only, not {jax.default_backend()}")
+    torch_trainer = _torch_trainer(config, num_classes, channels, host_batch,
+                                   "cuda" if jax.default_backend() == "gpu" else "cpu",
+                                   torch_channels_last)
     result.update(torch_trainer.describe())
     torch_step = torch_trainer.step
     for _ in range(warmup):
@@ -226,6 +251,7 @@ def run(config, steps: int = 20, warmup: int = 3, compare: str = "",
   step_time = result["step_time_s"]
   result["matmul_peak_gflops"] = matmul_peak
   result["fraction_of_matmul_peak"] = result["gflops_per_sec"] / matmul_peak
+  result.update(_utilisation(config.dtype, result["flops_per_step"], step_time, matmul_peak))
   if torch_times:
     result.update(_timings("torch_", torch_times, torch_cpu, result["torch_flops_per_step"],
                            config.batch_size))
@@ -238,11 +264,19 @@ def run(config, steps: int = 20, warmup: int = 3, compare: str = "",
     })
     # The architecture's useful FLOPs over segjax's time, comparable with torch's rate.
     result["useful_gflops_per_sec"] = result["torch_flops_per_step"] / step_time / 1e9
+    peak = result["mfu_peak_gflops"]
+    result["useful_mfu"] = result["useful_gflops_per_sec"] / peak
+    result["torch_mfu"] = result["torch_gflops_per_sec"] / peak
+    torch_memory = torch_trainer.peak_memory_bytes()
+    if torch_memory is not None:
+      result["torch_peak_memory_bytes"] = torch_memory
   result["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
   summary = (f"segjax: {step_time:.3f} s per step (median of {steps}), "
              f"{result['cpu_s_per_step']:.2f} CPU-s per step, "
              f"{result['images_per_sec']:.2f} images/s, {result['gflops_per_sec']:.1f} GFLOP/s "
-             f"({100 * result['fraction_of_matmul_peak']:.0f}% of {matmul_peak:.0f} GFLOP/s matmul), "
+             f"({100 * result['fraction_of_matmul_peak']:.0f}% of {matmul_peak:.0f} GFLOP/s matmul; "
+             f"MFU {100 * result['mfu']:.1f}% of {result['mfu_peak_gflops']:.0f} GFLOP/s, "
+             f"{result['mfu_basis']}), "
              f"peak memory {result['peak_memory_bytes'] / 2 ** 20:.0f} MiB")
   log(summary)
   if torch_times:
@@ -256,14 +290,36 @@ def run(config, steps: int = 20, warmup: int = 3, compare: str = "",
   return result
 
 
-def _torch_trainer(config, num_classes: int, channels: int, host_batch: dict):
+def _utilisation(dtype: str, flops_per_step: float, step_time: float,
+                 matmul_peak_gflops: float) -> dict:
+  """MFU of the step against the devices' datasheet peak, else the measured matmul peak."""
+  import jax
+  device = jax.devices()[0]
+  precision = device_peaks.peak_precision(device.platform, dtype,
+                                          jax.config.jax_default_matmul_precision)
+  peak = device_peaks.peak_flops(device.device_kind, precision)
+  result = {"device_kind": device.device_kind}
+  if peak:
+    result.update(peak_precision=precision, mfu_peak_gflops=peak * jax.device_count() / 1e9,
+                  mfu_basis=f"datasheet {precision} peak of {jax.device_count()} "
+                            f"{device.device_kind}")
+  else:
+    result.update(peak_precision="", mfu_peak_gflops=matmul_peak_gflops,
+                  mfu_basis="measured float32 matmul peak")
+  result["mfu"] = flops_per_step / step_time / 1e9 / result["mfu_peak_gflops"]
+  return result
+
+
+def _torch_trainer(config, num_classes: int, channels: int, host_batch: dict, device: str,
+                   channels_last: bool | None):
   try:
     from benchmarks import torch_models
   except ImportError:
     # Run from elsewhere than the repository root: the checkout holds `benchmarks/`.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from benchmarks import torch_models
-  return torch_models.TorchTrainer(config, num_classes, channels, host_batch)
+  return torch_models.TorchTrainer(config, num_classes, channels, host_batch, device,
+                                   channels_last)
 
 
 def define_flags() -> None:
@@ -277,6 +333,8 @@ def define_flags() -> None:
                        "(default: config.dataset.num_classes).")
   flags.DEFINE_integer("matmul_size", 4096, "Side of the square float32 matmul for the peak rate.")
   flags.DEFINE_integer("matmul_repeats", 5, "Matmuls timed for the peak rate (the best counts).")
+  flags.DEFINE_enum("torch_channels_last", "auto", ["auto", "true", "false"],
+                    "PyTorch's memory layout: channels-last (NHWC) or not; auto: on GPU only.")
   flags.mark_flags_as_required(["config"])
 
 
@@ -286,7 +344,9 @@ def main(argv):
   retained = host_memory.configure()  # Before JAX starts its threads.
   logging.set_verbosity(logging.WARNING)
   result = run(FLAGS.config, FLAGS.steps, FLAGS.warmup, FLAGS.compare, FLAGS.num_classes,
-               FLAGS.matmul_size, FLAGS.matmul_repeats, log=lambda s: print(s, flush=True))
+               FLAGS.matmul_size, FLAGS.matmul_repeats, log=lambda s: print(s, flush=True),
+               torch_channels_last={"auto": None, "true": True, "false": False}[
+                   FLAGS.torch_channels_last])
   result["host_memory"] = "retain" if retained else "release"
   print(json.dumps(result), flush=True)
 

@@ -35,6 +35,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 BEST = "best"  # The step name of the best checkpoint, and its folder under checkpoints/.
+DATA_POSITION = "data_position"
+_GRAIN_STATE = "data"  # Where checkpoints of per-process grain iterators kept it.
 
 
 # Managers with a save started, whose writes may still be in flight.
@@ -46,10 +48,6 @@ def create_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
       os.path.join(os.path.abspath(workdir), "checkpoints"),
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
       item_names=("state", DATA_POSITION))
-
-
-DATA_POSITION = "data_position"
-_GRAIN_STATE = "data"  # Where checkpoints of per-process grain iterators kept it.
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, data_iterator=None) -> None:

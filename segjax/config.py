@@ -16,13 +16,16 @@ import ml_collections
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
 
-  # Every key of `model` but `name`, `pretrained` and `pretrained_path` is passed
-  # to the model's constructor (segjax.models.build).
+  # Every key of `model` but `name`, `pretrained`, `pretrained_path` and `num_outputs`
+  # is passed to the model's constructor (segjax.models.build).
   c.model = ml_collections.ConfigDict()
   c.model.name = "segnet"
   c.model.width_multiplier = 1.0
   c.model.pretrained = ""              # "imagenet": Keras ImageNet weights into the encoder.
   c.model.pretrained_path = ""         # That weight file; "": download to ~/.cache/segjax/keras.
+  # Logit channels: 0 = one per class (softmax); 1 = one sigmoid logit for a
+  # two-class dataset (masks 0/1, same metrics), any model.
+  c.model.num_outputs = 0
 
   c.dataset = ml_collections.ConfigDict()
   c.dataset.name = "synthetic_skin"
@@ -40,7 +43,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.train_split = "train"
   c.dataset.eval_split = "validation"
   c.dataset.ignore_index = 255         # Label value excluded from loss and metrics.
-  c.dataset.normalization = "unit"      # unit | imagenet | per_image (segjax.data.normalize).
+  # "" (the pretrained weights' own, else unit) | unit | imagenet | caffe | per_image
+  # (segjax.data.normalize).
+  c.dataset.normalization = ""
   c.dataset.augmentations = ("flip",)  # Names from segjax.data.augment, applied in order.
   c.dataset.num_workers = 0            # grain worker processes (0: in the main process).
   c.dataset.sampler = "uniform"        # uniform | repeat_factor: images of rare classes more

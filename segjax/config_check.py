@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from segjax import cpu_kernels, losses, metrics, models, optim
-from segjax.data import augment, normalize, pipeline
+from segjax.data import augment, class_weights, normalize, pipeline
 from segjax.data import registry as data_registry
 
 
@@ -87,10 +87,10 @@ def check(config: ml_collections.ConfigDict) -> None:
   _calls(problems,
          lambda: optim.create_optimizer(config),
          # Loss names and weights; class_weights may name a method computed from the data.
-         lambda: losses.Objective(dict(config.loss_weights), (), config.focal_gamma),
+         lambda: (class_weights.method_of(config.class_weights) or losses.from_config(config)),
          lambda: cpu_kernels.check(config.cpu_conv_kernels),
          lambda: normalize.normalize_images(jnp.zeros((1, 1, 1, 1), jnp.uint8),
-                                            config.dataset.normalization),
+                                            config.dataset.normalization or "unit"),
          lambda: [augment.get(name) for name in config.dataset.augmentations])
   model_problem = _model_problem(config, trace=size_problem is None and config.dtype in DTYPES)
   if model_problem:
@@ -136,7 +136,7 @@ def _model_problem(config, trace: bool) -> str | None:
   image size and gives logits of that size."""
   from segjax import train  # train imports this module.
   try:
-    train.create_model(config, 2)
+    normalize.mode_for(config, train.create_model(config, 2))
   except (ValueError, TypeError) as error:  # TypeError: a dtype JAX does not know.
     return None if config.dtype not in DTYPES else str(error)
   if not trace:

@@ -6,7 +6,7 @@ features through YNNPACK and the others through Eigen. With the compiler option
 convolution goes to Eigen and only matrix products to YNNPACK. Neither is faster
 for every model: on a 2-core CPU, Eigen made U-Net's train step 1.10x to 1.18x
 faster, the conv autoencoder's 1.32x to 1.59x, and SegNet's 0.92x as fast
-(experiments/benchmarks.md, "Convolution kernels per model"). The setting:
+(experiments/performance.md, "Convolution gradients"). The setting:
 
 - "default": XLA's own choice.
 - "eigen": every convolution through Eigen.

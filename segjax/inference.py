@@ -129,7 +129,7 @@ class Options:
     batch_size: images per whole-mode batch (eval_batch_size).
     window_batch_size: windows per slide-mode batch (eval.window_batch_size).
     max_shapes: whole-mode padded shapes compiled at most (eval.max_shapes).
-    normalization: dataset.normalization.
+    normalization: dataset.normalization, or the pretrained encoder's (normalize.mode_for).
     total_stride: inputs are padded to a multiple of it (the model's).
   """
   mode: str = "whole"
@@ -192,7 +192,7 @@ class Options:
         batch_size=int(config.get("eval_batch_size", 8)),
         window_batch_size=int(evaluation.get("window_batch_size", 8)),
         max_shapes=int(evaluation.get("max_shapes", 8)),
-        normalization=dataset.normalization,
+        normalization=_normalization(config),
         total_stride=int(total_stride))
     options.update(overrides)
     return cls(**options)
@@ -455,3 +455,9 @@ def cost_note(options: Options) -> str:
   scales = ", ".join(f"{s:g}" for s in options.scales)
   return text + f", scales ({scales})" + (", flip" if options.flip else "")
 
+
+
+def _normalization(config: ml_collections.ConfigDict) -> str:
+  """The run's input normalisation, resolved for its model (normalize.mode_for)."""
+  from segjax import train  # train imports this module's users.
+  return normalize.mode_for(config, train.create_model(config, 2))

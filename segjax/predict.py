@@ -23,7 +23,7 @@ from absl import app, flags, logging
 from PIL import Image
 
 from segjax import checkpointing, cli, outputs, sharding as sharding_lib, train, visualize
-from segjax.data import pipeline
+from segjax.data import normalize, pipeline
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
@@ -58,7 +58,7 @@ class Predictor:
       manager.close()
     self.step = step
     self._probabilities = jax.jit(functools.partial(
-        train.predict_probabilities, normalization=self.config.dataset.normalization,
+        train.predict_probabilities, normalization=normalize.mode_for(self.config, model),
         flip=self.config.get("eval_flip", False)))  # Runs from before the option: no flip.
 
   def load_image(self, path: str) -> np.ndarray:

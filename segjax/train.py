@@ -37,12 +37,26 @@ class TrainState(train_state.TrainState):
   ema_params: Any = None  # Set when config.ema_decay > 0; evaluation then uses it.
 
 
-NON_MODEL_KEYS = ("name", "pretrained", "pretrained_path")
+NON_MODEL_KEYS = ("name", "pretrained", "pretrained_path", "num_outputs")
+
+
+def num_outputs(config: ml_collections.ConfigDict, num_classes: int) -> int:
+  """Logit channels: `model.num_outputs` (1: one sigmoid logit for two classes), or
+  0 for one per class."""
+  outputs = config.model.get("num_outputs", 0)
+  if outputs == 0:
+    return num_classes
+  if outputs == 1 and num_classes == 2:
+    return 1
+  raise ValueError(f"model.num_outputs={outputs} does not fit a dataset of {num_classes} "
+                   f"classes: use 0 (one logit per class) or, for two classes, 1 (a sigmoid)")
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+  """The configured model, with `num_outputs(config, num_classes)` logit channels."""
   options = {key: value for key, value in config.model.items() if key not in NON_MODEL_KEYS}
-  return models.build(config.model.name, num_classes, dtype=jnp.dtype(config.dtype), **options)
+  return models.build(config.model.name, num_outputs(config, num_classes),
+                      dtype=jnp.dtype(config.dtype), **options)
 
 
 def _state_initializer(config: ml_collections.ConfigDict, model: nn.Module,
@@ -268,7 +282,7 @@ class Trainer:
     self.state = create_train_state(config, model, input_shape, self.mesh)
     self.state_sharding = jax.tree.map(lambda x: x.sharding, self.state)
     self.objective = losses.from_config(config)
-    normalization = config.dataset.normalization
+    normalization = self.normalization = normalize.mode_for(config, model)
     frozen = frozen_patterns(config, model)
     optim.check_patterns_match(self.state.params, config.optimizer.freeze)
     # The models' ops are chosen for the platform the mesh runs on (models.backend).

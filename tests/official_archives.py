@@ -64,7 +64,9 @@ def write_pets(folder: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
       "annotations/test.txt": "".join(map(line, PET_TEST)).encode(),
       "annotations/xmls/Abyssinian_5.xml": b"<annotation></annotation>",
   }
-  write_tar(os.path.join(folder, "images.tar.gz"), image_members, "gz")
+  # TFDS notes that the published images.tar.gz is an uncompressed tar despite its
+  # name: written so here; the annotations gzip-compressed.
+  write_tar(os.path.join(folder, "images.tar.gz"), image_members)
   write_tar(os.path.join(folder, "annotations.tar.gz"), {**lists, **trimaps}, "gz")
   return written
 

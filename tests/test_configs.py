@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import pytest
 
 from segjax import data, models, train
+from segjax.data import pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
@@ -44,12 +45,13 @@ def test_config_is_complete_and_builds(path):
   # Offline by default: only the generated datasets.
   assert config.dataset.name in NUM_CLASSES
   model = train.create_model(config, NUM_CLASSES[config.dataset.name])
-  size = config.dataset.image_size
+  height, width = pipeline.image_size(config.dataset)
   channels = 1 if config.dataset.grayscale else 3
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0),
-                                             jnp.zeros((1, size, size, channels))))
-  out = jax.eval_shape(lambda v: model.apply(v, jnp.zeros((2, size, size, channels))), shapes)
-  assert out.shape[:3] == (2, size, size)
+                                             jnp.zeros((1, height, width, channels))))
+  out = jax.eval_shape(lambda v: model.apply(v, jnp.zeros((2, height, width, channels))),
+                       shapes)
+  assert out.shape[:3] == (2, height, width)
 
 
 def test_unknown_key_on_the_command_line_names_it(tmp_path):

@@ -1,14 +1,16 @@
-"""TFDS-backed datasets on mock data (oxford_iiit_pet, mnist_on_cifar) and the
-synthetic shapes; their records through the training and evaluation pipelines."""
+"""Dataset options (oxford_iiit_pet, mnist_on_cifar; their builders on official-format
+files are in test_official_datasets.py) and the synthetic shapes; records through the
+training and evaluation pipelines."""
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from segjax import config as config_lib
 from segjax import data as datasets
 from segjax.data import mnist_on_cifar, oxford_pet, pipeline, synthetic_shapes
 from segjax.data.images import DatasetError
+
+import official_archives
 
 
 def dataset_config(tmp_path, name, **overrides):
@@ -18,12 +20,6 @@ def dataset_config(tmp_path, name, **overrides):
   for key, value in overrides.items():
     config[key] = value
   return config
-
-
-@pytest.fixture
-def mock_tfds():
-  with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
-    yield
 
 
 def check_records(data, num_classes, channels=3, size=None):
@@ -41,36 +37,11 @@ def check_records(data, num_classes, channels=3, size=None):
   assert data.num_classes == num_classes == len(data.class_names)
 
 
-@pytest.mark.parametrize("target, names", [
-    ("", ("background", "pet", "border")), ("trimap", ("background", "pet", "border")),
-    ("binary", ("background", "pet"))])
-def test_oxford_pet_on_mock_data(tmp_path, mock_tfds, target, names):
-  data = datasets.load(dataset_config(tmp_path, "oxford_iiit_pet", target=target))
-  assert data.class_names == names
-  # Mock images and masks differ in size and hold values 0-254: masks are resized to
-  # their image, values that are no trimap value become ignore_index.
-  check_records(data, len(names))
-  raw = tfds.data_source("oxford_iiit_pet", split="train", data_dir=str(tmp_path / "tfds"))[0]
-  assert raw["image"].shape[:2] != raw["segmentation_mask"].shape[:2]
-
-
 def test_oxford_trimap_table():
   trimap = oxford_pet.label_table("trimap", 255)
   binary = oxford_pet.label_table("binary", 255)
   assert trimap[[1, 2, 3, 0, 4, 200]].tolist() == [1, 0, 2, 255, 255, 255]
   assert binary[[1, 2, 3, 0, 4]].tolist() == [1, 0, 255, 255, 255]
-
-
-@pytest.mark.parametrize("target, num_classes", [("binary", 2), ("digits", 11)])
-def test_mnist_on_cifar_on_mock_data(tmp_path, mock_tfds, target, num_classes):
-  config = dataset_config(tmp_path, "mnist_on_cifar", target=target, image_size=40)
-  data = datasets.load(config)
-  check_records(data, num_classes, size=(40, 40))
-  first = data.train[3]
-  again = datasets.load(config).train[3]  # Deterministic per index.
-  np.testing.assert_array_equal(first["image"], again["image"])
-  np.testing.assert_array_equal(first["mask"], again["mask"])
-  assert not np.array_equal(first["mask"], data.train[4]["mask"])
 
 
 def test_mnist_on_cifar_composition():
@@ -93,12 +64,12 @@ def test_mnist_on_cifar_composition():
   assert len(offsets) > 40  # Offsets vary with the index.
 
 
-def test_mnist_on_cifar_needs_room_for_a_digit(tmp_path, mock_tfds):
+def test_mnist_on_cifar_needs_room_for_a_digit(tmp_path):
   with pytest.raises(DatasetError, match="dataset.image_size >= 28"):
     datasets.load(dataset_config(tmp_path, "mnist_on_cifar", image_size=16))
 
 
-def test_unknown_target_names_the_key(tmp_path, mock_tfds):
+def test_unknown_target_names_the_key(tmp_path):
   with pytest.raises(DatasetError, match="dataset.target='faces'.*trimap, binary"):
     datasets.load(dataset_config(tmp_path, "oxford_iiit_pet", target="faces"))
 
@@ -120,24 +91,29 @@ def test_synthetic_shapes(tmp_path, monkeypatch):
 @pytest.mark.parametrize("augmentations", [
     ("flip", "scale_crop", "color_jitter"),
     ("affine", "rotate", "translate", "blur", "noise", "dropout", "grayscale", "hue")])
-def test_pipeline_on_mock_pet(tmp_path, mock_tfds, augmentations):
-  """Mismatched mock shapes and random values come out as fixed-size, valid batches."""
+def test_pipeline_on_pets(tmp_path, augmentations):
+  """Official-format pet files come out as fixed-size, valid batches."""
+  official_archives.write_pets(str(tmp_path))
   config = config_lib.base_config()
   config.dataset = dataset_config(tmp_path, "oxford_iiit_pet", target="binary",
-                                  image_size=24, augmentations=augmentations)
-  config.batch_size = 4
+                                  image_size=24, augmentations=augmentations,
+                                  source_dir=str(tmp_path))
+  config.batch_size = 2
   data = datasets.load(config.dataset)
   loader = iter(pipeline.train_loader(data.train, config))
   for _ in range(2):
     batch = next(loader)
-    assert batch["image"].shape == (4, 24, 24, 3) and batch["image"].dtype == np.uint8
-    assert batch["mask"].shape == (4, 24, 24) and batch["mask"].dtype == np.uint8
+    assert batch["image"].shape == (2, 24, 24, 3) and batch["image"].dtype == np.uint8
+    assert batch["mask"].shape == (2, 24, 24) and batch["mask"].dtype == np.uint8
     assert np.isin(batch["mask"], [0, 1, 255]).all()
   batches = list(pipeline.EvalBatches(data.eval, (24, 24), 4, data.num_channels))
-  assert len(batches) == 2 and batches[1]["valid"].tolist() == [True, True, False, False]
+  assert len(batches) == 1 and batches[0]["valid"].tolist() == [True, True, False, False]
 
 
-def test_grayscale_applies_to_every_dataset(tmp_path, mock_tfds):
-  data = datasets.load(dataset_config(tmp_path, "mnist_on_cifar", grayscale=True))
+def test_grayscale_applies_to_every_dataset(tmp_path):
+  official_archives.write_mnist(str(tmp_path))
+  official_archives.write_cifar10(str(tmp_path))
+  data = datasets.load(dataset_config(tmp_path, "mnist_on_cifar", grayscale=True,
+                                      source_dir=str(tmp_path)))
   assert data.num_channels == 1
   assert data.train[0]["image"].shape == (64, 64, 1)

@@ -6,7 +6,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from segjax.models import layers
+from segjax.models import backend, layers
+
+
+@pytest.fixture(autouse=True)
+def rewritten_forms():
+  """These tests are about the CPU forms (segjax.models.backend): trace them on any backend."""
+  with backend.platform_scope("cpu"):
+    yield
+
 
 CASES = [  # (input shape, window, strides, padding)
     ((2, 8, 8, 3), (2, 2), (2, 2), "VALID"),

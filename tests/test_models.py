@@ -171,7 +171,7 @@ def trained(request):
 
 def test_forward_shapes_on_two_sizes(trained):
   case, model = trained["case"], trained["model"]
-  out_channels = case.channels if case.name == "conv_autoencoder" else case.num_classes
+  out_channels = case.num_classes
   (h, w), (h2, w2) = case.sizes
   assert trained["logits_shape"] == (4, h, w, out_channels)
   x = jnp.asarray(np.random.default_rng(1).uniform(size=(2, h2, w2, case.channels)),

@@ -56,6 +56,9 @@ def test_oxford_iiit_pet_from_the_official_archives(tmp_path):
     error = np.abs(record["image"].astype(int) - image).mean()
     assert error == 0 if name == "Bombay_3" else error < 12  # PNG lossless, JPEG lossy.
   assert set(np.unique(np.concatenate([r["mask"] for r in train]))) == {0, 1, 2}
+  binary = datasets.load(dataset_config(tmp_path, "oxford_iiit_pet", tmp_path, target="binary"))
+  assert binary.class_names == ("background", "pet")  # Border pixels become ignored.
+  assert set(np.unique(np.concatenate([r["mask"] for r in records(binary.train)]))) == {0, 1, 255}
 
 
 def test_corrupt_pet_samples_are_reencoded(tmp_path):
@@ -68,11 +71,10 @@ def test_corrupt_pet_samples_are_reencoded(tmp_path):
              for r in stored.values())
 
 
-@pytest.mark.parametrize("target, num_classes", [("binary", 2)])
-def test_mnist_on_cifar_from_the_official_files(tmp_path, target, num_classes):
+def test_mnist_on_cifar_from_the_official_files(tmp_path):
   digits = archives.write_mnist(str(tmp_path))
   photos = archives.write_cifar10(str(tmp_path))
-  data = datasets.load(dataset_config(tmp_path, "mnist_on_cifar", tmp_path, target=target,
+  data = datasets.load(dataset_config(tmp_path, "mnist_on_cifar", tmp_path, target="binary",
                                       image_size=32))
   assert (len(data.train), len(data.eval)) == (3, 2)
   source = data.train
@@ -86,6 +88,11 @@ def test_mnist_on_cifar_from_the_official_files(tmp_path, target, num_classes):
   assert [source.backgrounds[i]["label"] for i in range(2)] == [1, 8]
   record = data.train[0]
   assert record["image"].shape == (32, 32, 3) and set(np.unique(record["mask"])) <= {0, 1}
+  digits_data = datasets.load(dataset_config(tmp_path, "mnist_on_cifar", tmp_path,
+                                             target="digits", image_size=32))
+  again = digits_data.train[0]  # The same composition; the digit's class is 1 + its label.
+  np.testing.assert_array_equal(again["image"], record["image"])
+  np.testing.assert_array_equal(again["mask"], np.where(record["mask"] == 1, 1 + 3, 0))
 
 
 @pytest.mark.parametrize("image_format", ["PNG", "JPEG"])

@@ -357,3 +357,66 @@ def test_every_imagenet_file_has_its_canonical_address():
   assert models.build("fc_densenet", 2, backbone="densenet169").imagenet_encoder == "densenet169"
   with pytest.raises(ValueError, match="no ImageNet encoder"):
     pretrained.load_imagenet(models.build("unet", 2), {})
+
+
+# Keras Applications' preprocess_input, written out (keras/src/applications/imagenet_utils.py).
+def keras_preprocess(image: np.ndarray, mode: str) -> np.ndarray:
+  x = image.astype(np.float64)
+  if mode == "tf":
+    return x / 127.5 - 1.0
+  if mode == "torch":
+    return (x / 255.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+  return x[..., ::-1] - np.array([103.939, 116.779, 123.68])  # caffe: RGB -> BGR, mean.
+
+
+@pytest.mark.parametrize("model_name, encoder, keras_mode, layer, stride, padding", [
+    ("vgg16_skip_fcn", "vgg16", "caffe", "block1_conv1", 1, ((1, 1), (1, 1))),
+    ("mobilenetv2_unet", "mobilenetv2", "tf", "Conv1", 2, ((0, 1), (0, 1))),
+    ("fc_densenet", "densenet121", "torch", "conv1/conv", 2, ((3, 3), (3, 3))),
+])
+def test_pretrained_input_is_normalised_as_keras_expects(tmp_path, model_name, encoder,
+                                                         keras_mode, layer, stride, padding):
+  """uint8 image -> the run's normalisation -> the first converted layer equals Keras'
+  preprocess_input of the same image through that layer."""
+  from segjax import config as config_lib
+  from segjax.data import normalize
+  layouts = {"vgg16": vgg16_layout, "mobilenetv2": mobilenetv2_layout,
+             "densenet121": lambda: densenet_layout((1, 1, 1, 1))}
+  path = _file(tmp_path, encoder, layouts[encoder](), {layer})
+  kernel = pretrained.read_keras_weights(path)[layer]
+  options = {"blocks": (1, 1, 1, 1)} if encoder == "densenet121" else {}
+  model = models.build(model_name, 2, **options)
+  config = config_lib.base_config()
+  config.model.pretrained = "imagenet"
+  mode = normalize.mode_for(config, models.build(model_name, 2))  # The ImageNet backbone.
+  image = np.random.default_rng(4).integers(0, 256, (1, 32, 32, 3), np.uint8)
+  x = np.asarray(normalize.normalize_images(jnp.asarray(image), mode))
+  np.testing.assert_allclose(x, keras_preprocess(image, keras_mode), rtol=1e-5, atol=1e-4)
+
+  variables = pretrained.load_imagenet_encoder(_shapes(model, image.shape), encoder, path)
+  encoder_module = {"vgg16": lambda: vgg.VGG16Encoder(),
+                    "mobilenetv2": lambda: mobilenetv2.MobileNetV2Encoder(
+                        ["block_1_depthwise_relu"]),
+                    "densenet121": lambda: densenet.DenseNetEncoder((1, 1, 1, 1))}[encoder]()
+  name = layer.replace("/", "_")
+  encoder_variables = {c: v["encoder"] for c, v in variables.items() if "encoder" in v}
+  got = _captured(encoder_module, encoder_variables, x, [name])[name]
+  expected = np_conv(keras_preprocess(image, keras_mode), kernel[0], stride, padding)
+  if len(kernel) > 1:
+    expected = expected + kernel[1]
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-2)
+
+  config.dataset.normalization = "unit" if keras_mode != "tf" else "imagenet"
+  with pytest.raises(ValueError, match=f"expect {mode!r} input: set dataset.normalization"):
+    normalize.mode_for(config, models.build(model_name, 2))
+  config.model.pretrained = ""
+  assert normalize.mode_for(config, model) == config.dataset.normalization
+
+
+def test_caffe_mode_on_gray_and_unknown_mode():
+  from segjax.data import normalize
+  gray = jnp.full((1, 2, 2, 1), 200, jnp.uint8)
+  np.testing.assert_allclose(normalize.normalize_images(gray, "caffe"),
+                             200 - (103.939 + 116.779 + 123.68) / 3, rtol=1e-6)
+  with pytest.raises(ValueError, match="'' \\(automatic\\)"):
+    normalize.normalize_images(gray, "")

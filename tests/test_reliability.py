@@ -432,6 +432,29 @@ def test_checkpoint_of_another_data_source_is_an_error_and_stays(tmp_path):
   assert checkpoint_steps(tmp_path) == [5]
 
 
+def test_checkpoint_with_grain_iterator_state_resumes_at_the_batch_of_its_step(tmp_path):
+  """Checkpoints written when the data position was grain's, per process."""
+  import grain
+  state = {"w": jnp.arange(4096.0)}
+  manager = ocp.CheckpointManager(tmp_path / "checkpoints", item_names=("state", "data"),
+                                  options=ocp.CheckpointManagerOptions(create=True))
+  manager.save(5, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                          data=grain.checkpoint.CheckpointSave(Position(9))))
+  manager.wait_until_finished()
+  manager.close()
+
+  class Recorder(Position):
+    def set_state(self, state: bytes) -> None:
+      self.position = json.loads(state)
+
+  iterator, messages = Recorder(0), []
+  manager, restored = checkpointing.restore_latest_valid(str(tmp_path), 3, state, iterator,
+                                                         messages.append)
+  manager.close()
+  assert restored is not None and iterator.position == {"batches": 5}
+  assert len(messages) == 1 and "grain iterator" in messages[0], messages
+
+
 def test_second_stop_signal_acts_at_once(monkeypatch):
   """A repeat within REPEAT_AFTER_S is the same stop; a later one is passed on."""
   monkeypatch.setattr(run_control.StopSignal, "REPEAT_AFTER_S", 0.2)

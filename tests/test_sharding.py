@@ -2,10 +2,13 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import portpicker
 import pytest
 
@@ -88,3 +91,97 @@ def test_two_process_training_run_end_to_end(tmp_path, tfds_dir):
     steps = [(line["split"], line["step"]) for line in map(json.loads, f)]
   assert steps == [("train", 2), ("train", 4), ("eval", 4)]
   assert (workdir / "checkpoints" / "4").is_dir()
+
+
+# The same data stream on any topology: `segjax.main` on 2 processes x 2
+# devices and on 1 process x 4 devices, and the first resumed on 1 process.
+TOPOLOGY_STEPS = 3
+
+
+def main_command(workdir, tfds_dir) -> list[str]:
+  """simple_fcn without dropout, SGD at a constant rate, 32x32 synthetic skin, flips:
+  a batch other than the expected one moves the parameters by far more than 1e-5."""
+  return [sys.executable, "-m", "segjax.main", "--config",
+          os.path.join(os.path.dirname(HERE), "configs", "simple_fcn_digits.py"),
+          "--workdir", str(workdir), f"--config.dataset.data_dir={tfds_dir}",
+          "--config.dataset.name=synthetic_skin", "--config.dataset.image_size=32",
+          "--config.model.dropout_rate=0", "--config.optimizer.name=sgd",
+          "--config.learning_rate=0.05", "--config.lr_schedule=constant",
+          "--config.batch_size=8", "--config.eval_batch_size=40",
+          f"--config.num_train_steps={TOPOLOGY_STEPS}", "--config.log_every_steps=1",
+          "--config.checkpoint_every_steps=2", "--config.eval_every_steps=1000",
+          "--config.num_prediction_images=1"]
+
+
+def start_processes(command, devices, processes=1):
+  port = portpicker.pick_unused_port()
+  extra = lambda i: ([] if processes == 1 else [
+      "--coordinator_address", f"127.0.0.1:{port}", "--num_processes", str(processes),
+      "--process_id", str(i)])
+  env = dict(environment(devices), SEGJAX_HOST_MEMORY="release")  # Compile-bound runs.
+  return [subprocess.Popen(command + extra(i), env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, cwd=os.path.dirname(HERE))
+          for i in range(processes)]
+
+
+def finish(workers) -> str:
+  outputs = [worker.communicate(timeout=400) for worker in workers]
+  for worker, (stdout, stderr) in zip(workers, outputs):
+    assert worker.returncode == 0, stdout[-2000:] + stderr[-3000:]
+  return outputs[0][0]
+
+
+def final_params(workdir) -> dict:
+  """The last checkpoint's parameters, on this process's one device whatever wrote them."""
+  path = os.path.join(workdir, "checkpoints", str(TOPOLOGY_STEPS), "state")
+  checkpointer = ocp.StandardCheckpointer()
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                        checkpointer.metadata(path).item_metadata.tree)
+  state = checkpointer.restore(path, target)
+  return {jax.tree_util.keystr(path): np.asarray(leaf)
+          for path, leaf in jax.tree_util.tree_leaves_with_path(state["params"])}
+
+
+def train_losses(workdir) -> dict:
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return {e["step"]: e["loss"] for e in map(json.loads, f) if e["split"] == "train"}
+
+
+@pytest.fixture(scope="module")
+def topologies(tmp_path_factory, tfds_dir):
+  from conftest import small_config
+  from segjax import data
+  data.load(small_config(tfds_dir).dataset)  # Prepared before the runs start.
+  root = tmp_path_factory.mktemp("topologies")
+  two, one, resumed = root / "two_processes", root / "one_process", root / "resumed"
+  running = [start_processes(main_command(two, tfds_dir), devices=2, processes=2),
+             start_processes(main_command(one, tfds_dir), devices=4)]
+  for workers in running:
+    finish(workers)
+  shutil.copytree(two, resumed)
+  shutil.rmtree(resumed / "checkpoints" / str(TOPOLOGY_STEPS))
+  resumed_stdout = finish(start_processes(main_command(resumed, tfds_dir), devices=1))
+  return two, one, resumed, resumed_stdout
+
+
+def assert_params_close(actual: dict, expected: dict):
+  assert actual.keys() == expected.keys()
+  for name in expected:
+    np.testing.assert_allclose(actual[name], expected[name], atol=1e-5, rtol=0, err_msg=name)
+
+
+def test_two_processes_and_one_train_on_the_same_batches(topologies):
+  two, one, _, _ = topologies
+  assert_params_close(final_params(two), final_params(one))
+  losses = train_losses(two), train_losses(one)
+  assert sorted(losses[0]) == list(range(1, TOPOLOGY_STEPS + 1))
+  for step in losses[1]:
+    np.testing.assert_allclose(losses[0][step], losses[1][step], rtol=1e-5)
+
+
+def test_two_process_checkpoint_resumes_on_one_process_with_the_next_batch(topologies):
+  two, _, resumed, stdout = topologies
+  assert "resumed from" in stdout and "at step 2" in stdout and "1 process(es)" in stdout, stdout
+  np.testing.assert_allclose(train_losses(resumed)[3], train_losses(two)[3], rtol=1e-5)
+  assert_params_close(final_params(resumed), final_params(two))

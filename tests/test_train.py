@@ -291,3 +291,41 @@ def test_evaluate_command_line(trained, tmp_path):
   again = run()  # The result file is never overwritten.
   assert again.returncode != 0 and "exists" in again.stderr
   assert json.loads(output.read_text()) == last
+
+
+def test_export_command_writes_files_that_run_without_segjax_models(trained, tmp_path):
+  import subprocess
+  import sys
+  _, workdir, final = trained
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  output = tmp_path / "exported"
+  result = subprocess.run([sys.executable, "-m", "segjax.export", "--workdir", workdir,
+                           "--output", str(output), "--step", "6"],
+                          capture_output=True, text=True, timeout=600, cwd=repo)
+  assert result.returncode == 0, result.stderr[-2000:]
+  for fmt, name in (("stablehlo", "model.jax_export"), ("onnx", "model.onnx")):
+    with open(output / fmt / "model.json") as f:
+      description = json.load(f)
+    assert (output / fmt / name).exists() and description["step"] == 6
+    assert description["metrics"]["pixel_accuracy"] == final["pixel_accuracy"]
+    assert [c["name"] for c in description["classes"]] == ["background", "skin"]
+    assert description["check"]["class_agreement"] >= 0.999  # Against segjax's prediction.
+  assert description["input"]["size"]["fixed"] == [32, 32]  # ONNX
+  # The loader needs jax alone: neither the models nor Orbax are imported.
+  script = (
+      "import sys, numpy as np, segjax.export as e\n"
+      f"model = e.load({str(output)!r})\n"
+      "classes = model(np.zeros((3, 48, 16, 3), np.uint8))\n"
+      "assert classes.shape == (3, 48, 16) and classes.dtype == np.int32, classes.shape\n"
+      "assert model.metadata['input']['size'] == {'multiple_of': 16}\n"
+      "try:\n  model(np.zeros((1, 40, 16, 3), np.uint8))\nexcept ValueError as error:\n"
+      "  assert 'multiples of 16' in str(error)\nelse:\n  raise AssertionError\n"
+      "loaded = [m for m in sys.modules if m.startswith(('orbax', 'flax', 'segjax.models'))]\n"
+      "assert not loaded, loaded\n")
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, cwd=repo)
+  assert result.returncode == 0, result.stderr[-2000:]
+  result = subprocess.run([sys.executable, "-m", "segjax.export", "--workdir", workdir,
+                           "--output", str(tmp_path / "other"), "--step", "4"],
+                          capture_output=True, text=True, timeout=300, cwd=repo)
+  assert result.returncode == 1 and "no checkpoint at step 4" in result.stderr

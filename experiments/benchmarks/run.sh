@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The train-step measurements of experiments/benchmarks.md, one log each.
+# The train-step measurements of experiments/performance.md's summary, one log each.
 # Run from the repository root:
 #   bash experiments/benchmarks/run.sh [python] [log suffix] [name regex, e.g. segnet]
 # SEGJAX_HOST_MEMORY=release times both frameworks with glibc's malloc defaults.
@@ -17,9 +17,11 @@ run() {
     "$python" -m segjax.benchmark "$@" 2>&1
   } | tee "$out/$name$suffix.log"
 }
-run segnet_b8_128 --config configs/segnet_skin.py --config.dataset.image_size=128 \
+run segnet_b8_128 --config configs/segnet_skin.py --config.model.width_multiplier=1.0 \
+    --config.dataset.image_size=128 \
     --config.batch_size=8 --steps 15 --warmup 3 --compare torch
-run segnet_b4_256 --config configs/segnet_skin.py --config.dataset.image_size=256 \
+run segnet_b4_256 --config configs/segnet_skin.py --config.model.width_multiplier=1.0 \
+    --config.dataset.image_size=256 \
     --config.batch_size=4 --steps 10 --warmup 2 --compare torch
 run unet_b4_128 --config configs/unet.py --num_classes 4 --config.dataset.image_size=128 \
     --config.batch_size=4 --steps 10 --warmup 2 --compare torch

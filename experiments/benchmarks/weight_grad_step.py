@@ -2,7 +2,8 @@
 gradient (`segjax.models.convolution`), alternating step by step in one process.
 
   python experiments/benchmarks/weight_grad_step.py --config configs/segnet_skin.py \
-      --config.dataset.image_size=128 --config.batch_size=8 [--steps 8] [--warmup 2]
+      --config.model.width_multiplier=1.0 --config.dataset.image_size=128 \
+      --config.batch_size=8 [--steps 8] [--warmup 2]
 
 Both steps are built as `segjax.benchmark` builds them (train.create_model,
 train.Trainer, the same synthetic batch, the same initial parameters); the

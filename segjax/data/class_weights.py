@@ -108,15 +108,26 @@ def compute(method: str, data: SegmentationData, cache_dir: str | None = None,
   return tuple(float(w) for w in from_counts(method, class_pixels, image_pixels))
 
 
+def method_of(value) -> str | None:
+  """The method `class_weights` names ("NAME", or ("NAME",) as the command line parses
+  it), None for numbers; an unknown name is a ValueError."""
+  if isinstance(value, (tuple, list)) and len(value) == 1 and isinstance(value[0], str):
+    value = value[0]
+  if not isinstance(value, str):
+    return None
+  if value not in METHODS:
+    raise ValueError(f"class_weights={value!r}: use a tuple of per-class weights or one of "
+                     f"{', '.join(METHODS)}")
+  return value
+
+
 def resolve(config: ml_collections.ConfigDict, data: SegmentationData,
             log: Callable[[str], None] = print) -> ml_collections.ConfigDict:
   """`config` with `class_weights` as numbers: a method's name is computed (and logged),
   a tuple is checked to have one weight per class."""
   weights = config.class_weights
-  if isinstance(weights, (tuple, list)) and len(weights) == 1 and isinstance(weights[0], str):
-    weights = weights[0]  # --config.class_weights=NAME on a tuple-valued key parses so.
-  if isinstance(weights, str):
-    method = weights
+  method = method_of(weights)
+  if method:
     weights = compute(method, data, tfds_utils.data_dir(config.dataset.data_dir), log)
     log(f"class_weights={method}: " +
         " ".join(f"{name} {w:.4f}" for name, w in zip(data.class_names, weights)))

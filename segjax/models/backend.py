@@ -70,6 +70,9 @@ def traced_for(platform: str, fn: Callable) -> Callable:
   def wrapped(*args, **kwargs):
     with platform_scope(platform):
       return fn(*args, **kwargs)
+  # jit names its computation after the function (profiles, logs); a partial has no name.
+  wrapped.__name__ = getattr(fn, "__name__", getattr(getattr(fn, "func", None), "__name__",
+                                                     "traced"))
   return wrapped
 
 

@@ -12,12 +12,13 @@ convolution) with its own BatchNorm offset and bias, then leaky ReLU. Skip links
 the outputs of the first `num_modules - 1` max-pools are added to the decoder's
 tensor of the same shape, just before its upsampling.
 
-Binary by design: the output has as many channels as the input (tied weights:
-the last transposed convolution reuses the first kernel), one channel for the
-seed's grayscale faces; it is the tensor the seed feeds to a sigmoid (after the
-last BatchNorm and leaky ReLU, as in the seed; `normalize_output=False` leaves
-those two out of the last layer, so the logits are free to grow). `num_classes`
-must be 1 or 2. Total stride 4**num_modules (64 by default). 1,008,066 trainable
+Binary by design: `num_classes` (the model's outputs) is 1 (a sigmoid logit, the
+seed's) or 2. The logits have `num_classes` channels whatever the input's: when
+the input has as many channels (the seed's grayscale faces, one output), the last
+transposed convolution reuses the first kernel, as in the seed; otherwise it has a
+kernel of its own, shaped (k, k, num_classes, features). The logits come after
+the last BatchNorm and leaky ReLU, as in the seed; `normalize_output=False`
+leaves those two out of the last layer, so the logits are free to grow. Total stride 4**num_modules (64 by default). 1,008,066 trainable
 parameters for 1 input channel.
 """
 
@@ -52,11 +53,15 @@ class _ConvUnit(nn.Module):
   bn_momentum: float
   dtype: Any
   normalize: bool = True               # False: the added bias only (output logits).
+  transpose: bool = False              # A transposed convolution with its own kernel.
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool, tied_kernel: jax.Array | None = None):
     shape = (self.kernel_size, self.kernel_size)
     strides = (self.stride, self.stride)
+    if tied_kernel is None and self.transpose:  # Kernel laid out as the convolution's.
+      tied_kernel = self.param("kernel", nn.initializers.glorot_uniform(),
+                               shape + (self.features, x.shape[-1]))
     if tied_kernel is None:
       kernel = self.param("kernel", nn.initializers.glorot_uniform(),
                           shape + (x.shape[-1], self.features))
@@ -75,7 +80,8 @@ class _ConvUnit(nn.Module):
 
 @register("conv_autoencoder")
 class ConvAutoencoder(nn.Module):
-  """Input (N, H, W, C) with H, W divisible by 4**num_modules; output (N, H, W, C) logits."""
+  """Input (N, H, W, C) with H, W divisible by 4**num_modules; output (N, H, W,
+  num_classes) logits."""
   num_classes: int
   features: int = 64
   kernel_size: int = 7
@@ -96,9 +102,10 @@ class ConvAutoencoder(nn.Module):
                        f"channel); model num_classes must be 1 or 2, got {self.num_classes}")
     layers.check_divisible(x, 4 ** self.num_modules, "conv_autoencoder")
     features = max(1, int(self.features * self.width_multiplier))
-    unit = lambda features, stride, name, normalize=True: _ConvUnit(
+    unit = lambda features, stride, name, normalize=True, transpose=False: _ConvUnit(
         features, self.kernel_size, stride, self.leak, self.bn_momentum, self.dtype, normalize,
-        name=name)
+        transpose, name=name)
+    tied_output = x.shape[-1] == self.num_classes
     x = per_image_standardization(x.astype(jnp.float32)).astype(self.dtype)
 
     strides = {1: 2, 2: 1}  # Of the first and second convolution of a module.
@@ -122,5 +129,9 @@ class ConvAutoencoder(nn.Module):
         kernel = kernels[name]
         last = module == 1 and index == 1
         normalize = self.normalize_output or not last
-        x, _ = unit(kernel.shape[2], strides[index], f"de{name}", normalize)(x, train, kernel)
+        if last and not tied_output:  # num_classes logits from any number of input channels.
+          x, _ = unit(self.num_classes, strides[index], f"de{name}", normalize,
+                      transpose=True)(x, train)
+        else:
+          x, _ = unit(kernel.shape[2], strides[index], f"de{name}", normalize)(x, train, kernel)
     return x.astype(jnp.float32)

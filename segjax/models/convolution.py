@@ -6,7 +6,7 @@ CPU, jaxlib 0.10 hands every convolution with more than 16 input or output
 features to YNNPACK, and the rest to its Eigen kernel. For the whole-image
 windows of large stride-1 layers Eigen's kernel is often much faster: 183 ->
 69 ms for a 64-channel 128x128 layer at batch 8, 426 -> 169 ms for a 128-channel
-one at batch 4 (`experiments/benchmarks.md`). YNNPACK stays faster for the
+one at batch 4 (`experiments/performance.md`). YNNPACK stays faster for the
 forward pass and the input gradient; for smaller and strided layers Eigen did
 not gain consistently.
 
@@ -74,6 +74,8 @@ def _slices_weight_gradient(lhs, rhs, conv, *, window_strides, lhs_dilation, rhs
     return False
   if lhs.ndim != 4 or rhs.ndim != 4:
     return False
+  if not all(isinstance(d, int) for d in lhs.shape):
+    return False  # Symbolic sizes (an export): nothing to choose by, and inference has no gradient.
   if lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != _CHANNELS_LAST:
     return False
   if feature_group_count != 1 or batch_group_count != 1 or preferred_element_type is not None:

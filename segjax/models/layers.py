@@ -19,7 +19,7 @@ matrix products forward and backward:
 
 Otherwise the overlap-add form is used where the packed one would spend zero
 taps on a kernel of at most 16 taps (SegNet's 3x3 stride-2 layers: 718 -> 322
-ms forward + backward; experiments/benchmarks.md); large kernels (the 2s x 2s
+ms forward + backward; experiments/performance.md); large kernels (the 2s x 2s
 upsampling of `vgg16_skip_fcn`) stay packed, where per-tap slices would make
 compilation slow.
 

@@ -1,0 +1,41 @@
+"""python -m segjax.export --workdir RUN --output DIR [--step N|best] [--format stablehlo,onnx]
+[--platforms cpu,cuda,tpu] [--output_kind classes|probabilities]; see segjax/export/__init__.py."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+from segjax.export import artifacts, function
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Workdir of a training run (its config and checkpoints).")
+flags.DEFINE_string("output", None, "Folder to write stablehlo/ and onnx/ into (a new folder).")
+flags.DEFINE_string("step", None, "Checkpoint step, or 'best' (default: the latest).")
+flags.DEFINE_list("format", list(artifacts.FORMATS), "Formats to write: stablehlo, onnx.")
+flags.DEFINE_list("platforms", ["cpu"], "Platforms of the StableHLO file: cpu, cuda, rocm, tpu.")
+flags.DEFINE_enum("output_kind", "classes", function.OUTPUT_KINDS,
+                  "What the model returns: class per pixel, or class probabilities.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  for name in ("workdir", "output"):
+    if not getattr(FLAGS, name):
+      raise app.UsageError(f"--{name} is required")
+  if os.path.exists(FLAGS.output) and os.listdir(FLAGS.output):
+    raise app.UsageError(f"--output {FLAGS.output} exists and is not empty; name a new folder")
+  logging.set_verbosity(logging.WARNING)
+  try:
+    artifacts.export_run(FLAGS.workdir, FLAGS.output, FLAGS.step, FLAGS.format,
+                         FLAGS.platforms, FLAGS.output_kind)
+  except (artifacts.ExportError, ValueError, FileNotFoundError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)
