@@ -28,28 +28,13 @@ class ExportError(RuntimeError):
   """Some formats could not be written; the message says which and why."""
 
 
-def resolve_step(manager, step: str | int | None) -> int:
-  """The checkpoint step for --step: None (the latest), a number, or "best"."""
-  if step == "best":
-    # Best-checkpoint bookkeeping lives in segjax.checkpointing where available.
-    find_best = getattr(checkpointing, "find_best_step", None)
-    if find_best is None:
-      raise ValueError("--step best: this version of segjax keeps no record of the best "
-                       "checkpoint; name a step (--step N) or omit --step for the latest")
-    return find_best(manager)
-  if isinstance(step, str):
-    if not step.isdigit():
-      raise ValueError(f"--step {step!r}: use a checkpoint step number or 'best'")
-    step = int(step)
-  return checkpointing.find_step(manager, step)
-
-
 def restore_inference_state(workdir: str, step: str | int | None = None):
   """(config, labels, state, step) of a run's checkpoint, on one local device."""
   config, labels = outputs.read_run(workdir)
-  manager = checkpointing.create_manager(workdir, config.max_to_keep)
+  # A step number, "best" (checkpoints/best) or None (the latest).
+  manager, step = checkpointing.open_checkpoint(workdir, checkpointing.parse_step(step),
+                                                config.max_to_keep)
   try:
-    step = resolve_step(manager, step)
     model = train.create_model(config, labels["num_classes"])
     size = pipeline.image_size(config.dataset)
     abstract = train.abstract_train_state(config, model, (*size, labels["num_channels"]))
@@ -57,7 +42,7 @@ def restore_inference_state(workdir: str, step: str | int | None = None):
         sharding_lib.create_mesh(devices=jax.local_devices()[:1]))
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
-    state = checkpointing.restore(manager, step, abstract)
+    state = checkpointing.restore_checked(manager, step, abstract)
   finally:
     manager.close()
   return config, labels, state, step
