@@ -134,7 +134,8 @@ def example_order(data: SegmentationData, config: ml_collections.ConfigDict
     return sampling.ExampleOrder(len(data.train), config.seed)
   if sampler == "repeat_factor":
     counts = class_stats.cached_pixel_counts(
-        data.train, data.num_classes, config.dataset.data_dir, config.dataset.name)
+        data.train, data.num_classes, data.ignore_index, config.dataset.data_dir,
+        config.dataset.name)
     factors = sampling.repeat_factors(counts > 0, config.dataset.repeat_threshold)
     return sampling.ExampleOrder(len(data.train), config.seed, factors)
   raise ValueError(f"dataset.sampler={sampler!r}: use one of {', '.join(sampling.SAMPLERS)}")
