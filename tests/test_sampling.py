@@ -37,9 +37,8 @@ def stream_config(batch_size=8, seed=3):
   return config
 
 
-def global_batches(source, config, num_batches, process_count=1, num_workers=0, state=None):
+def global_batches(source, config, num_batches, process_count=1, state=None):
   """The first global batches a topology reads: each process's rows, concatenated."""
-  config.dataset.num_workers = num_workers
   streams = [pipeline.train_loader(source, config, process_index=p, process_count=process_count)
              for p in range(process_count)]
   if state is not None:
@@ -140,10 +139,10 @@ def test_class_pixel_counts_are_cached(tmp_path):
       mask[1, 0] = 255  # Ignored: counted for no class.
       return {"image": np.zeros((4, 5, 3), np.uint8), "mask": mask}
 
-  counts = class_stats.cached_pixel_counts(Masks(4), 3, str(tmp_path), "masks")
+  counts = class_stats.cached_pixel_counts(Masks(4), 3, 255, str(tmp_path), "masks")
   np.testing.assert_array_equal(counts, [[19, 0, 0], [18, 0, 1], [17, 0, 2], [16, 0, 3]])
   files = list((tmp_path / class_stats.CACHE_FOLDER).iterdir())
   assert len(files) == 1 and files[0].name.startswith("masks_")
   np.save(files[0], counts + 1)  # Read from the file the second time.
   np.testing.assert_array_equal(
-      class_stats.cached_pixel_counts(Masks(4), 3, str(tmp_path), "masks"), counts + 1)
+      class_stats.cached_pixel_counts(Masks(4), 3, 255, str(tmp_path), "masks"), counts + 1)
