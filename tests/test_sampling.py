@@ -108,8 +108,11 @@ def test_repeat_factors_follow_lvis():
   factors = sampling.repeat_factors(presence, threshold=0.08)
   np.testing.assert_allclose(factors[:2], 2.0)  # sqrt(0.08 / 0.02)
   np.testing.assert_allclose(factors[2:], 1.0)  # Classes above the threshold: once.
-  with pytest.raises(ValueError, match="repeat_threshold"):
-    sampling.repeat_factors(presence, 0.0)
+  sampling.check("repeat_factor", 0.08)
+  with pytest.raises(ValueError, match=r"dataset.repeat_threshold=0.0 must be > 0"):
+    sampling.check("repeat_factor", 0.0)
+  with pytest.raises(ValueError, match=r"dataset.sampler='balanced': use one of uniform, rep"):
+    sampling.check("balanced", 0.1)
 
 
 def test_repeat_factor_stream_statistics():

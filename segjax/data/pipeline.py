@@ -129,16 +129,14 @@ def synthetic_batch(batch_size: int, height: int, width: int, channels: int, num
 def example_order(data: SegmentationData, config: ml_collections.ConfigDict
                   ) -> sampling.ExampleOrder:
   """The training stream's order of `data.train`'s records (`dataset.sampler`)."""
-  sampler = config.dataset.get("sampler", "uniform")
+  sampler, threshold = config.dataset.sampler, config.dataset.repeat_threshold
+  sampling.check(sampler, threshold)
   if sampler == "uniform":
     return sampling.ExampleOrder(len(data.train), config.seed)
-  if sampler == "repeat_factor":
-    counts = class_stats.cached_pixel_counts(
-        data.train, data.num_classes, data.ignore_index, config.dataset.data_dir,
-        config.dataset.name)
-    factors = sampling.repeat_factors(counts > 0, config.dataset.repeat_threshold)
-    return sampling.ExampleOrder(len(data.train), config.seed, factors)
-  raise ValueError(f"dataset.sampler={sampler!r}: use one of {', '.join(sampling.SAMPLERS)}")
+  counts = class_stats.cached_pixel_counts(data.train, data.num_classes, data.ignore_index,
+                                           config.dataset.data_dir, config.dataset.name)
+  return sampling.ExampleOrder(len(data.train), config.seed,
+                               sampling.repeat_factors(counts > 0, threshold))
 
 
 class _LoadExample:
