@@ -41,8 +41,8 @@ def test_exports_match_segjax_prediction(case):
   variables = numpy_variables(model, (1, height, width, case.channels))
   # per_image normalisation and flip averaging: the most of the run's preprocessing inside.
   flip = case.name == "simple_fcn"
-  predict = function.inference_function(function.inference_state(model.apply, variables),
-                                        "per_image", "probabilities", flip=flip)
+  predict = function.inference_function(model.apply, variables, "per_image", "probabilities",
+                                        flip=flip)
   images = np.random.default_rng(0).integers(0, 256, (3, height, width, case.channels),
                                              dtype=np.uint8)
   expected = np.asarray(jax.jit(predict, compiler_options=FAST_COMPILE)(images))

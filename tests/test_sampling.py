@@ -37,9 +37,8 @@ def stream_config(batch_size=8, seed=3):
   return config
 
 
-def global_batches(source, config, num_batches, process_count=1, num_workers=0, state=None):
+def global_batches(source, config, num_batches, process_count=1, state=None):
   """The first global batches a topology reads: each process's rows, concatenated."""
-  config.dataset.num_workers = num_workers
   streams = [pipeline.train_loader(source, config, process_index=p, process_count=process_count)
              for p in range(process_count)]
   if state is not None:
@@ -94,8 +93,10 @@ def test_position_saved_on_two_processes_resumes_on_one():
 
 def test_position_of_another_stream_is_refused():
   state = pipeline.train_loader(IndexedSource(37), stream_config()).get_state()
-  for source, config, what in ((IndexedSource(36), stream_config(), "num_records 37 saved, 36"),
-                               (IndexedSource(37), stream_config(seed=4), "seed 3 saved, 4")):
+  for source, config, what in (
+      (IndexedSource(36), stream_config(), "source 'IndexedSource.37.' saved, 'Indexed.*"
+                                           "num_records 37 saved, 36 now"),
+      (IndexedSource(37), stream_config(seed=4), "seed 3 saved, 4 now")):
     with pytest.raises(ValueError, match=what):
       pipeline.train_loader(source, config).set_state(state)
 
@@ -109,8 +110,11 @@ def test_repeat_factors_follow_lvis():
   factors = sampling.repeat_factors(presence, threshold=0.08)
   np.testing.assert_allclose(factors[:2], 2.0)  # sqrt(0.08 / 0.02)
   np.testing.assert_allclose(factors[2:], 1.0)  # Classes above the threshold: once.
-  with pytest.raises(ValueError, match="repeat_threshold"):
-    sampling.repeat_factors(presence, 0.0)
+  sampling.check("repeat_factor", 0.08)
+  with pytest.raises(ValueError, match=r"dataset.repeat_threshold=0.0 must be > 0"):
+    sampling.check("repeat_factor", 0.0)
+  with pytest.raises(ValueError, match=r"dataset.sampler='balanced': use one of uniform, rep"):
+    sampling.check("balanced", 0.1)
 
 
 def test_repeat_factor_stream_statistics():
@@ -140,10 +144,10 @@ def test_class_pixel_counts_are_cached(tmp_path):
       mask[1, 0] = 255  # Ignored: counted for no class.
       return {"image": np.zeros((4, 5, 3), np.uint8), "mask": mask}
 
-  counts = class_stats.cached_pixel_counts(Masks(4), 3, str(tmp_path), "masks")
+  counts = class_stats.cached_pixel_counts(Masks(4), 3, 255, str(tmp_path), "masks")
   np.testing.assert_array_equal(counts, [[19, 0, 0], [18, 0, 1], [17, 0, 2], [16, 0, 3]])
   files = list((tmp_path / class_stats.CACHE_FOLDER).iterdir())
   assert len(files) == 1 and files[0].name.startswith("masks_")
   np.save(files[0], counts + 1)  # Read from the file the second time.
   np.testing.assert_array_equal(
-      class_stats.cached_pixel_counts(Masks(4), 3, str(tmp_path), "masks"), counts + 1)
+      class_stats.cached_pixel_counts(Masks(4), 3, 255, str(tmp_path), "masks"), counts + 1)

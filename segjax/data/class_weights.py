@@ -26,7 +26,7 @@ from typing import Callable
 import ml_collections
 import numpy as np
 
-from segjax.data import tfds_utils
+from segjax.data import class_stats, tfds_utils
 from segjax.data.registry import RecordSource, SegmentationData
 
 METHODS = ("median_frequency", "inverse_frequency")
@@ -35,26 +35,15 @@ CACHE_FOLDER = "class_weights"
 
 def pixel_counts(source: RecordSource, num_classes: int,
                  ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
-  """One pass over `source`'s masks.
+  """One pass over `source`'s masks (`class_stats.pixel_counts`).
 
   Returns:
     (class_pixels, image_pixels), int64 (num_classes,): the pixels of each class,
     and the labelled pixels of the images in which each class appears.
   """
-  class_pixels = np.zeros(num_classes, np.int64)
-  image_pixels = np.zeros(num_classes, np.int64)
-  for index in range(len(source)):
-    mask = np.asarray(source[index]["mask"]).reshape(-1)
-    counts = np.bincount(mask, minlength=256)
-    counts[ignore_index] = 0
-    if counts[num_classes:].any():
-      bad = np.flatnonzero(counts[num_classes:]) + num_classes
-      raise ValueError(f"training example {index}: mask values {bad[:8].tolist()} are neither "
-                       f"a class (< {num_classes}) nor dataset.ignore_index={ignore_index}")
-    counts = counts[:num_classes]
-    class_pixels += counts
-    image_pixels += np.where(counts > 0, counts.sum(), 0)
-  return class_pixels, image_pixels
+  per_image = class_stats.pixel_counts(source, num_classes, ignore_index)
+  labelled = per_image.sum(axis=1, keepdims=True)
+  return per_image.sum(axis=0), np.where(per_image > 0, labelled, 0).sum(axis=0)
 
 
 def from_counts(method: str, class_pixels: np.ndarray, image_pixels: np.ndarray) -> np.ndarray:
