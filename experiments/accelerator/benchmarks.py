@@ -101,6 +101,8 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
 
   sys.path.insert(0, REPO)
+  from segjax import host_memory
+  host_memory.configure()  # As segjax.benchmark does, before JAX starts (a no-op off CPU).
   import jax
   from segjax import benchmark
   from segjax.models import backend
