@@ -11,12 +11,15 @@ slow, dataset generation included; longer on a machine shared with other jobs
 (experiments/segnet_skin_synthetic/README.md: the measurements and the log).
 
 The seed's data, SFA skin masks (a folder with images/, masks/ of 0/255 PNGs
-and manifest.csv, whose orig_split column gives train and val), resized to
-96x96 (the seed used 480x640), evaluated on the val part (the seed reports
-F1 0.90):
+and manifest.csv, whose orig_split column gives train and val), trained on
+160x160 crops of the photos at their own aspect ratio (fitted into 384x288,
+random rescale and colour jitter) and scored on the val part at the photos'
+original 512x768 / 768x576 (the seed reports F1 0.90 at 480x640):
   python -m segjax.main --config configs/segnet_skin.py:PATH/skin_sfa
-Expected there: skin F1 0.947, mIoU 0.929 on the 111 validation faces, in 12
-minutes on a 2-core CPU (experiments/skin_sfa_segnet/).
+Expected there: skin F1 0.93, mIoU 0.91 on the 111 validation faces, in about
+an hour on a busy 2-core CPU (experiments/skin_sfa_keep_ratio/). The squashed
+96x96 training of before: --config.dataset.resize=squash
+--config.dataset.image_size=96 (experiments/skin_sfa_squash96/).
 
 The seed trained this network with Adam at 1e-4 on 40 real images; on the
 synthetic data a warmup + cosine schedule from 1e-3 converges within the
@@ -56,8 +59,9 @@ def get_config(skin_sfa_dir: str = ""):
     # A quarter of SegNet's width: 1000 steps fit 40 minutes on a busy 2-core CPU.
     config.model.width_multiplier = 0.25
     config.dataset.augmentations = ("flip", "color_jitter")
-    config.num_train_steps = 1000
-    config.eval_every_steps = 250
+    config.num_train_steps = 260
+    config.eval_every_steps = 260
+    config.checkpoint_every_steps = 50
   else:
     # Half the seed's widths (a quarter of its FLOPs): the synthetic data needs no more,
     # and the first run then fits a few minutes on a 2-core CPU.
