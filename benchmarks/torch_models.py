@@ -147,8 +147,12 @@ class TorchTrainer:
       if others or config.get("class_weights"):
         raise ValueError("the PyTorch comparison runs unweighted cross-entropy alone "
                          f"(config loss_weights {dict(config.loss_weights)})")
-    if config.dataset.normalization != "unit":
-      raise ValueError("the PyTorch comparison normalises as dataset.normalization='unit' only")
+    from segjax import train  # Normalisation and model options as training reads them.
+    from segjax.data import normalize
+    normalization = normalize.mode_for(config, train.create_model(config, num_classes))
+    if normalization != "unit":
+      raise ValueError("the PyTorch comparison normalises as dataset.normalization='unit' only "
+                       f"(this config's: {normalization!r})")
     if device == "cuda" and not torch.cuda.is_available():
       raise ValueError("the PyTorch comparison on the GPU needs PyTorch built with CUDA "
                        f"(torch {torch.__version__} sees no CUDA device)")
@@ -158,7 +162,6 @@ class TorchTrainer:
     self.amp_dtype = torch.bfloat16 if config.dtype == "bfloat16" else None
     if device == "cuda":
       torch.backends.cudnn.benchmark = True  # Picks the fastest kernel per shape, once.
-    from segjax import train  # The model options as segjax's training reads them.
     skip = getattr(train, "NON_MODEL_KEYS", ("name",))
     options = {k: v for k, v in config.model.items() if k not in skip}
     memory_format = torch.channels_last if self.channels_last else torch.contiguous_format

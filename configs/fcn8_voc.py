@@ -8,10 +8,9 @@ to fetch it, checksummed, into dataset.data_dir):
   python -m segjax.evaluate --workdir runs/fcn8_voc_ARG --split validation
 Without an argument it trains on the synthetic shapes (offline check of the setup).
 
-Reference: FCN-8s 67.2 mean IU on PASCAL VOC 2012 (Long, Shelhamer, Darrell, PAMI
-2016, quoted in the FCN seed; trained with the extra SBD annotations, scored on
-the test server), 62.7 on the 1449 val images (FCN-8s, the original split of
-the CVPR paper). The VGG16 encoder starts from Keras' ImageNet weights, fed the
+Reference: FCN 67.2 mean IU on PASCAL VOC 2012, as quoted in the FCN seed (Long,
+Shelhamer, Darrell; trained with extra annotations and scored on the test
+server, so not directly comparable with this config's val split). The VGG16 encoder starts from Keras' ImageNet weights, fed the
 "caffe" input they expect (chosen automatically); SGD with momentum and the
 seed's L2 of 5e-4, images resized to 320x320. A GPU-sized run; Expected: not
 measured (no VOC and no GPU here), the numbers above are the target.

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +38,7 @@ import ml_collections
 import numpy as np
 
 from segjax import losses
-from segjax.data import normalize
+from segjax.data import normalize, pipeline
 
 MODES = ("whole", "slide")
 RESIZE_POLICIES = ("squash", "keep_ratio")
@@ -69,21 +69,12 @@ def model_logits(apply_fn: Callable, variables: dict, images: jax.Array,
 
 # Sizes.
 
-def rescale_factor(height: int, width: int, scale: Sequence[int]) -> float:
-  """Factor that fits (height, width) into `scale` = (long side, short side) keeping the
-  aspect ratio (mmsegmentation's keep-ratio `Resize`); 1 when `scale` is empty."""
-  if not scale:
-    return 1.0
-  long_side, short_side = (float(v) for v in scale)
-  return min(long_side / max(height, width), short_side / min(height, width))
-
-
 def test_size(height: int, width: int, options: "Options", scale: float) -> tuple[int, int]:
   """(height, width) the network sees for an image of that size at test `scale`."""
   if options.resize == "squash":
     base_height, base_width = options.image_size
   else:
-    factor = rescale_factor(height, width, options.scale)
+    factor = pipeline.rescale_factor(height, width, options.scale)
     base_height, base_width = height * factor, width * factor
   return max(1, round(base_height * scale)), max(1, round(base_width * scale))
 
@@ -201,8 +192,8 @@ class Options:
 # Device programs around the network: normalise, resize, accumulate.
 
 def _masked_normalize(images: jax.Array, sizes: jax.Array, mode: str) -> jax.Array:
-  """uint8 (N, H, W, C) canvases with images of `sizes` (N, 2) in the top-left corner ->
-  float32, normalised over each image's own pixels only (matters for `per_image`)."""
+  """(N, H, W, C) pixel values (0-255) with images of `sizes` (N, 2) in the top-left
+  corner -> float32 normalised; `per_image` statistics over each image's own pixels."""
   if mode != "per_image":
     return normalize.normalize_images(images, mode)
   x = images.astype(jnp.float32)
@@ -251,8 +242,10 @@ def resize_batch(x: jax.Array, sizes: jax.Array, targets: jax.Array,
 
 @functools.partial(jax.jit, static_argnames=("shape", "normalization"))
 def _prepare(canvas, sizes, targets, *, shape, normalization):
-  """uint8 canvases -> normalised float32 (N, *shape, C), each image at its test size."""
-  return resize_batch(_masked_normalize(canvas, sizes, normalization), sizes, targets, shape)
+  """uint8 canvases -> normalised float32 (N, *shape, C), each image at its test size
+  and padded with 0 before normalising, as training pads its crops."""
+  resized = resize_batch(canvas.astype(jnp.float32), sizes, targets, shape)
+  return _masked_normalize(resized, targets, normalization)
 
 
 @functools.partial(jax.jit, static_argnames=("shape",))
@@ -283,6 +276,9 @@ def _add_windows(total, logits, corners, weights):
   return jax.lax.fori_loop(0, logits.shape[0], body, total)
 
 
+_predicted_classes = jax.jit(losses.predicted_classes)
+
+
 # The segmenter.
 
 @dataclasses.dataclass
@@ -299,9 +295,9 @@ class Group:
   sizes: np.ndarray
   logits: jax.Array
 
-  def predictions(self) -> jax.Array:
-    """int32 (N, H, W) class per pixel (device)."""
-    return losses.predicted_classes(self.logits)
+  def predictions(self) -> np.ndarray:
+    """int32 (N, H, W) class per pixel (host)."""
+    return to_host(_predicted_classes(self.logits))
 
 
 class Segmenter:
@@ -310,8 +306,11 @@ class Segmenter:
   Args:
     apply_fn: `model.apply`.
     options: `Options`.
-    batch_sharding: where network inputs go (the data axes of a mesh); batches
-      whose size does not divide by its devices, and None, stay replicated.
+    batch_sharding: where network inputs go (the data axes of the mesh the
+      variables live on); batches whose size does not divide by its devices
+      stay replicated. With it, every host array becomes a global array
+      replicated over the mesh, so that all processes of a multi-process run
+      segment the same images together. None: the default device.
     log: one line per new compiled shape (and per slide fallback).
   """
 
@@ -322,6 +321,17 @@ class Segmenter:
     self.log = log
     self._network = jax.jit(functools.partial(network_logits, apply_fn, flip=options.flip))
     self.compiled_shapes: list[tuple[int, int]] = []  # Whole-mode network inputs.
+    if batch_sharding is not None:
+      self._replicated = jax.sharding.NamedSharding(batch_sharding.mesh,
+                                                    jax.sharding.PartitionSpec())
+      self._to_batch_sharding = jax.jit(lambda x: x, out_shardings=batch_sharding)
+
+  def put(self, array: np.ndarray) -> jax.Array:
+    """A host array (the same on every process) on the device(s), replicated."""
+    array = np.asarray(array)
+    if self.batch_sharding is None:
+      return jnp.asarray(array)
+    return jax.make_array_from_callback(array.shape, self._replicated, lambda index: array[index])
 
   # Planning: where each image of (height, width) runs, per scale.
 
@@ -391,23 +401,23 @@ class Segmenter:
     for i, (_, image) in enumerate(group):
       canvas[i, :image.shape[0], :image.shape[1]] = image
       sizes[i] = image.shape[:2]
-    device_canvas, device_sizes = jnp.asarray(canvas), jnp.asarray(sizes)
-    total = jnp.zeros((count, *canvas_shape, 0), jnp.float32)
+    device_canvas = self.put(canvas)
+    # Padding rows (size 0) resize from and to one pixel: finite and ignored.
+    safe_sizes = self.put(np.maximum(sizes, 1))
+    total = None
     for scale, (mode, shape) in zip(self.options.scales, per_scale):
       targets = np.array([test_size(h, w, self.options, scale) if h else (0, 0)
                           for h, w in sizes], np.int32)
-      # Padding rows (size 0) resize from and to one pixel: finite and ignored.
-      safe_sizes, safe_targets = np.maximum(sizes, 1), np.maximum(targets, 1)
-      images = _prepare(device_canvas, jnp.asarray(safe_sizes), jnp.asarray(safe_targets),
-                        shape=shape, normalization=self.options.normalization)
+      safe_targets = self.put(np.maximum(targets, 1))
+      images = _prepare(device_canvas, safe_sizes, safe_targets, shape=shape,
+                        normalization=self.options.normalization)
       if mode == "whole":
         logits = self._network(variables, self._place(images))
       else:
         logits = self._slide(variables, images)
-      if total.shape[-1] == 0:
-        total = jnp.zeros((*total.shape[:-1], logits.shape[-1]), jnp.float32)
-      total = _to_canvas(total, logits, jnp.asarray(safe_targets), jnp.asarray(safe_sizes),
-                         shape=canvas_shape)
+      if total is None:
+        total = self.put(np.zeros((count, *canvas_shape, logits.shape[-1]), np.float32))
+      total = _to_canvas(total, logits, safe_targets, safe_sizes, shape=canvas_shape)
     if len(self.options.scales) > 1:
       total = total / len(self.options.scales)
     keys = [key for key, _ in group] + [None] * (count - len(group))
@@ -416,7 +426,7 @@ class Segmenter:
   def _place(self, x: jax.Array) -> jax.Array:
     sharding = self.batch_sharding
     if sharding is not None and x.shape[0] % sharding.mesh.size == 0:
-      return jax.device_put(x, sharding)
+      return self._to_batch_sharding(x)
     return x
 
   def _slide(self, variables: dict, images: jax.Array) -> jax.Array:
@@ -438,12 +448,23 @@ class Segmenter:
     corners = np.concatenate([corners, np.zeros((padded - len(corners), 3), np.int32)])
     total = None
     for start in range(0, padded, batch):
-      chunk = jnp.asarray(corners[start:start + batch])
+      chunk = self.put(corners[start:start + batch])
       logits = self._network(variables, self._place(_windows(images, chunk, window=window)))
       if total is None:
-        total = jnp.zeros((count, height, width, logits.shape[-1]), jnp.float32)
-      total = _add_windows(total, logits, chunk, jnp.asarray(weights[start:start + batch]))
-    return total / jnp.asarray(coverage)[None, :, :, None]
+        total = self.put(np.zeros((count, height, width, logits.shape[-1]), np.float32))
+      total = _add_windows(total, logits, chunk, self.put(weights[start:start + batch]))
+    return total / self.put(coverage[None, :, :, None])
+
+
+def to_host(tree):
+  """numpy copies of device arrays; arrays spread over several processes are gathered
+  (a collective: every process calls it at the same point)."""
+  def fetch(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      from jax.experimental import multihost_utils
+      return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+  return jax.tree.map(fetch, tree)
 
 
 def cost_note(options: Options) -> str:
@@ -458,6 +479,5 @@ def cost_note(options: Options) -> str:
 
 
 def _normalization(config: ml_collections.ConfigDict) -> str:
-  """The run's input normalisation, resolved for its model (normalize.mode_for)."""
   from segjax import train  # train imports this module's users.
-  return normalize.mode_for(config, train.create_model(config, 2))
+  return train.input_normalization(config)

@@ -1,7 +1,10 @@
 """Segmentation metrics from a confusion matrix accumulated over a whole split.
 
 The confusion matrix is summed on device batch by batch (never an average of
-per-batch scores) and turned into metrics once, on the host.
+per-batch scores) and turned into metrics once, on the host. A batch's counts
+are int32 (exact below 2^31 pixels per cell and batch); the running total is a
+pair of uint32 words (`add_counts`), exact up to 2^64 with JAX's default 32-bit
+types and no transfer to the host per batch.
 """
 
 from __future__ import annotations
@@ -30,6 +33,25 @@ def confusion_matrix(labels: jax.Array, predictions: jax.Array, valid: jax.Array
   counts = jnp.bincount(index, weights=valid.reshape(-1).astype(jnp.int32),
                         length=num_classes * num_classes)
   return counts.reshape(num_classes, num_classes).astype(jnp.int32)
+
+
+def zero_counts(num_classes: int) -> np.ndarray:
+  """uint32 (2, C, C): the low and high 32-bit words of a count of 0 (host)."""
+  return np.zeros((2, num_classes, num_classes), np.uint32)
+
+
+def add_counts(total: jax.Array, counts: jax.Array) -> jax.Array:
+  """total (uint32 (2, ...), low and high words) + counts (int32 >= 0, same shape)."""
+  counts = counts.astype(jnp.uint32)
+  low = total[0] + counts  # Wraps modulo 2^32; a wrap is a carry into the high word.
+  high = total[1] + (low < counts).astype(jnp.uint32)
+  return jnp.stack([low, high])
+
+
+def exact_counts(total) -> np.ndarray:
+  """int64 counts of a uint32 (2, ...) total of `add_counts` (host)."""
+  total = np.asarray(total).astype(np.uint64)
+  return ((total[1] << np.uint64(32)) | total[0]).astype(np.int64)
 
 
 def from_confusion_matrix(confusion: np.ndarray) -> dict:

@@ -8,9 +8,8 @@ import re
 
 import jax
 import ml_collections
-import numpy as np
 
-from segjax import config as config_lib, visualize, writers
+from segjax import config as config_lib, evaluation, visualize, writers
 
 LABELS_FILE = "labels.json"  # What the classes are, for predict.py.
 
@@ -67,14 +66,25 @@ def write_labels(data, workdir: str) -> None:
                "num_channels": data.num_channels, "ignore_index": data.ignore_index}, f, indent=2)
 
 
-def save_prediction_grid(first: dict, workdir: str, step: int, count: int, num_classes: int):
-  """input | truth | prediction for the first `count` valid examples of an eval batch."""
-  if jax.process_index() != 0 or count <= 0:
+def save_prediction_grid(segmenter, variables: dict, source, per_image: dict, workdir: str,
+                         step: int, count: int, num_classes: int) -> None:
+  """predictions/step_N.png: the first `count` images of the split and the `count` worst
+  scored ones (segjax.evaluation.pick_images), each at its own aspect ratio."""
+  if count <= 0 or not per_image:
     return
-  valid = np.flatnonzero(first["valid"])[:count]
-  # Process 0 holds the first rows of every global batch.
-  grid = visualize.prediction_grid(first["image"][valid], first["mask"][valid],
-                                   np.asarray(first["prediction"])[valid], num_classes)
+  fixed, worst = evaluation.pick_images(per_image, count)
+  records = {i: evaluation.standard_record(source[i]) for i in fixed + worst}
+  # Every process segments (the computation spans the mesh); process 0 writes.
+  predictions = evaluation.predict_masks(segmenter, variables,
+                                         {i: r["image"] for i, r in records.items()})
+  if jax.process_index() != 0:
+    return
+  name = "F1" if num_classes == 2 else "mIoU"
+  titles = [f"example {i}, {name} {evaluation.image_score(per_image[i]):.3f}"
+            f"{' (among the worst)' if i in worst else ''}" for i in fixed + worst]
+  grid = visualize.prediction_grid(
+      [(records[i]["image"], records[i]["mask"], predictions[i]) for i in fixed + worst],
+      num_classes, titles)
   directory = os.path.join(workdir, "predictions")
   os.makedirs(directory, exist_ok=True)
   visualize.save_png(grid, os.path.join(directory, f"step_{step:07d}.png"))

@@ -1,29 +1,31 @@
-"""Segments images with a trained run.
+"""Segments images with a trained run, at each image's own size.
 
   python -m segjax.predict --workdir DIR --input PATH --output DIR [--step N|best]
+      [--mode whole|slide] [--flip] [--scales 0.75,1,1.25] [--probabilities]
 
 PATH is an image file or a folder of them. For every image, of any size, writes
-`NAME_mask.png` (class index per pixel, at the image's original size) and
-`NAME_overlay.png` (class colours over the image). Images are resized to the
-training size for the network; class probabilities are resized back
-bilinearly before the arg-max. An unreadable image is reported by name and
-skipped; the exit status is then 1.
+`NAME_mask.png` (class index per pixel, at the image's original size),
+`NAME_overlay.png` (class colours over the image) and, with --probabilities,
+`NAME_prob_CLASS.png` per class (probability x 255, 8-bit gray). Inference is
+the run's (config.eval, segjax.inference): whole images padded to the model's
+stride, or windows of the training crop size (`--mode slide`, for large
+photos: memory grows with the window batch, not the photo), at the run's test
+scale; --mode, --flip and --scales replace the run's options. An unreadable
+image is reported by name and skipped; the exit status is then 1.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
+from typing import Iterable, Iterator
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 from PIL import Image
 
-from segjax import checkpointing, cli, outputs, sharding as sharding_lib, train, visualize
-from segjax.data import normalize, pipeline
+from segjax import cli, inference, losses, restored, train, visualize
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
@@ -32,34 +34,29 @@ flags.DEFINE_string("workdir", None, "Workdir of a training run (its config and 
 flags.DEFINE_string("input", None, "An image file or a folder of images.")
 flags.DEFINE_string("output", None, "Folder for NAME_mask.png and NAME_overlay.png.")
 flags.DEFINE_string("step", None, "Checkpoint step to use, or 'best' (default: the latest).")
+flags.DEFINE_enum("mode", None, list(inference.MODES),
+                  "whole or slide inference (default: the run's config.eval.mode).")
+flags.DEFINE_bool("flip", None, "Also average the mirror image's logits (default: the run's).")
+flags.DEFINE_list("scales", None, "Test scales, e.g. 0.75,1,1.25 (default: the run's).")
+flags.DEFINE_bool("probabilities", False, "Also write NAME_prob_CLASS.png per class.")
+
+
+_probabilities = jax.jit(losses.probabilities)
 
 
 class Predictor:
-  """A trained model restored from a workdir."""
+  """A trained model restored from a workdir, with the run's inference options
+  (`overrides`: `inference.Options` fields, e.g. mode="slide")."""
 
-  def __init__(self, workdir: str, step: int | str | None = None):
+  def __init__(self, workdir: str, step: int | str | None = None, **overrides):
     """`step`: a number, "best", or None for the latest checkpoint."""
-    self.config, self.labels = outputs.read_run(workdir)
-    manager, step = checkpointing.open_checkpoint(workdir, checkpointing.parse_step(step),
-                                                  self.config.max_to_keep)
-    self.size = pipeline.image_size(self.config.dataset)
-    self.num_classes = self.labels["num_classes"]
-    self.num_channels = self.labels["num_channels"]
-    model = train.create_model(self.config, self.num_classes)
-    # One device is enough to segment single images.
-    mesh = sharding_lib.create_mesh(devices=jax.local_devices()[:1])
-    abstract = train.abstract_train_state(self.config, model, (*self.size, self.num_channels))
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding_lib.replicated(mesh)),
-        abstract)
-    try:
-      self.state = checkpointing.restore_checked(manager, step, abstract)
-    finally:
-      manager.close()
-    self.step = step
-    self._probabilities = jax.jit(functools.partial(
-        train.predict_probabilities, normalization=normalize.mode_for(self.config, model),
-        flip=self.config.get("eval_flip", False)))  # Runs from before the option: no flip.
+    self.run = restored.restore(workdir, step)
+    self.step = self.run.step
+    self.num_classes = self.run.num_classes
+    self.num_channels = self.run.num_channels
+    self.class_names = self.run.labels["class_names"]
+    self.segmenter = train.create_segmenter(self.run.config, self.run.model, self.num_channels,
+                                            **overrides)
 
   def load_image(self, path: str) -> np.ndarray:
     """uint8 (H, W, C) with the run's channel count, or a ValueError naming the file."""
@@ -72,15 +69,21 @@ class Predictor:
     array = np.asarray(image)
     return array[..., None] if array.ndim == 2 else array
 
+  def predict_many(self, images: Iterable[tuple], probabilities: bool = False) -> Iterator[tuple]:
+    """(key, uint8 (H, W) classes, float32 (H, W, K) probabilities or None) of each
+    (key, uint8 (H, W, C) image), batched as `segjax.inference.Segmenter` does."""
+    for group in self.segmenter.segment(self.run.variables, images):
+      classes = group.predictions()
+      probs = inference.to_host(_probabilities(group.logits)) if probabilities else None
+      for i, key in enumerate(group.keys):
+        if key is not None:
+          height, width = group.sizes[i]
+          yield (key, classes[i, :height, :width].astype(np.uint8),
+                 None if probs is None else probs[i, :height, :width])
+
   def predict(self, image: np.ndarray) -> np.ndarray:
     """uint8 (H, W, C) of any size -> uint8 (H, W) class per pixel."""
-    height, width = image.shape[:2]
-    resized = pipeline.resize({"image": image, "mask": np.zeros((height, width, 1), np.uint8)},
-                              self.size)["image"]
-    probs = np.asarray(self._probabilities(self.state, jnp.asarray(resized[None])))[0]
-    upsampled = np.stack([np.asarray(Image.fromarray(probs[..., c]).resize(
-        (width, height), Image.BILINEAR)) for c in range(probs.shape[-1])], -1)
-    return np.argmax(upsampled, -1).astype(np.uint8)
+    return next(self.predict_many([(0, image)]))[1]
 
 
 def list_images(path: str) -> list[str]:
@@ -92,22 +95,34 @@ def list_images(path: str) -> list[str]:
           if name.lower().endswith(IMAGE_EXTENSIONS)]
 
 
-def predict_paths(predictor: Predictor, paths: list[str], output: str) -> list[str]:
-  """Writes masks and overlays; returns the error messages of images that failed."""
+def predict_paths(predictor: Predictor, paths: list[str], output: str,
+                  probabilities: bool = False) -> list[str]:
+  """Writes masks and overlays (and probabilities); returns the messages of images
+  that failed."""
   os.makedirs(output, exist_ok=True)
-  errors = []
-  for path in paths:
-    try:
-      image = predictor.load_image(path)
-    except ValueError as error:
-      errors.append(str(error))
-      print(f"error: {error}", file=sys.stderr)
-      continue
-    mask = predictor.predict(image)
-    stem = os.path.splitext(os.path.basename(path))[0]
-    visualize.save_png(mask, os.path.join(output, f"{stem}_mask.png"))
+  errors, images = [], {}
+
+  def readable():
+    for path in paths:
+      try:
+        images[path] = predictor.load_image(path)
+      except ValueError as error:
+        errors.append(str(error))
+        print(f"error: {error}", file=sys.stderr)
+        continue
+      yield path, images[path]
+
+  for path, mask, probs in predictor.predict_many(readable(), probabilities):
+    image = images.pop(path)
+    stem = os.path.join(output, os.path.splitext(os.path.basename(path))[0])
+    visualize.save_png(mask, f"{stem}_mask.png")
     visualize.save_png(visualize.overlay(image, mask, predictor.num_classes),
-                       os.path.join(output, f"{stem}_overlay.png"))
+                       f"{stem}_overlay.png")
+    if probs is not None:
+      names = predictor.class_names if probs.shape[-1] == len(predictor.class_names) else [
+          f"class_{c}" for c in range(probs.shape[-1])]
+      for c, name in enumerate(names):
+        visualize.save_png(np.round(probs[..., c] * 255), f"{stem}_prob_{name}.png")
   return errors
 
 
@@ -117,11 +132,22 @@ def main(argv):
   for name in ("workdir", "input", "output"):
     if not getattr(FLAGS, name):
       raise app.UsageError(f"--{name} is required")
+  overrides = {}
+  if FLAGS.mode:
+    overrides["mode"] = FLAGS.mode
+  if FLAGS.flip is not None:
+    overrides["flip"] = FLAGS.flip
+  if FLAGS.scales:
+    try:
+      overrides["scales"] = tuple(float(s) for s in FLAGS.scales)
+    except ValueError:
+      raise app.UsageError(f"--scales {','.join(FLAGS.scales)}: give numbers, e.g. 0.75,1,1.25")
   paths = list_images(FLAGS.input)
-  predictor = Predictor(FLAGS.workdir, FLAGS.step)
-  errors = predict_paths(predictor, paths, FLAGS.output)
+  predictor = Predictor(FLAGS.workdir, FLAGS.step, **overrides)
+  errors = predict_paths(predictor, paths, FLAGS.output, FLAGS.probabilities)
   print(f"{len(paths) - len(errors)} of {len(paths)} images segmented with the step "
-        f"{predictor.step} checkpoint of {FLAGS.workdir}; outputs in {FLAGS.output}")
+        f"{predictor.step} checkpoint of {FLAGS.workdir} "
+        f"({inference.cost_note(predictor.segmenter.options)}); outputs in {FLAGS.output}")
   if errors:
     sys.exit(1)
 

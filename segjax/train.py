@@ -1,8 +1,8 @@
 """Training and evaluation: pure step functions and the loop around them.
 
-`train_step(state, batch) -> (state, metrics)` and
-`eval_step(state, batch, totals) -> totals` are pure; `Trainer` compiles them
-once over the device mesh (batch split over its axes, state donated), and
+`train_step(state, batch) -> (state, metrics)` is pure; `Trainer` compiles it
+once over the device mesh (batch split over its axes, state donated) and
+evaluates at the original resolution (segjax.evaluation), and
 `train_and_evaluate` owns the loop, checkpoints, logs and pictures.
 """
 
@@ -21,8 +21,8 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from segjax import checkpointing, class_report, config_check, cpu_kernels, losses
-from segjax import metrics as metrics_lib, models, optim, outputs, run_control
+from segjax import checkpointing, class_report, config_check, cpu_kernels, evaluation
+from segjax import inference, losses, metrics as metrics_lib, models, optim, outputs, run_control
 from segjax import summary as summary_lib
 from segjax import warm_start, writers
 from segjax import sharding as sharding_lib
@@ -50,6 +50,12 @@ def num_outputs(config: ml_collections.ConfigDict, num_classes: int) -> int:
     return 1
   raise ValueError(f"model.num_outputs={outputs} does not fit a dataset of {num_classes} "
                    f"classes: use 0 (one logit per class) or, for two classes, 1 (a sigmoid)")
+
+
+def input_normalization(config: ml_collections.ConfigDict) -> str:
+  """The run's `dataset.normalization`, resolved for its model (normalize.mode_for: a
+  pretrained encoder's own, else "unit" when the key is empty)."""
+  return normalize.mode_for(config, create_model(config, 2))
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
@@ -212,56 +218,23 @@ def train_step(state: TrainState, batch: dict, *, objective: losses.Objective, i
   }
 
 
-def _inference_variables(state: TrainState) -> dict:
+def inference_variables(state: TrainState) -> dict:
+  """The variables evaluation and prediction use: the EMA parameters when kept."""
   params = state.ema_params if state.ema_params is not None else state.params
   return {"params": params, "batch_stats": state.batch_stats}
 
 
-def inference_logits(state: TrainState, images: jax.Array, flip: bool = False) -> jax.Array:
-  """Logits of normalised images; `flip`: averaged with those of the mirrored images.
-
-  The flip is test-time augmentation (mmsegmentation's `flip=True`): the model
-  also sees each image mirrored left to right, its logits are mirrored back and
-  the two are averaged.
-  """
-  variables = _inference_variables(state)
-  logits = state.apply_fn(variables, images, train=False)
-  if flip:
-    mirrored = state.apply_fn(variables, images[:, :, ::-1], train=False)
-    logits = (logits + mirrored[:, :, ::-1]) / 2
-  return logits
-
-
-def eval_step(state: TrainState, batch: dict, totals: dict, *, objective: losses.Objective,
-              ignore_index: int, num_classes: int, normalization: str = "unit",
-              flip: bool = False) -> dict:
-  """Adds a batch's confusion matrix and loss sums to `totals`.
-
-  Args:
-    batch: "image" uint8 (N, H, W, C), "mask" uint8 (N, H, W), "valid" bool (N,)
-      (False for padding examples, which count nowhere).
-    totals: "confusion" int32 (C, C); "loss_sums" and "loss_normalisers", a
-      float32 scalar per loss of the objective.
-    flip: average with the mirrored images' logits (`inference_logits`).
-  """
-  images = normalize.normalize_images(batch["image"], normalization)
-  labels = batch["mask"].astype(jnp.int32)
-  valid = (labels != ignore_index) & batch["valid"][:, None, None]
-  logits = inference_logits(state, images, flip)
-  confusion = metrics_lib.confusion_matrix(labels, losses.predicted_classes(logits), valid,
-                                           num_classes)
-  add = lambda a, b: jax.tree.map(jnp.add, a, b)
-  return {"confusion": totals["confusion"] + confusion,
-          "loss_sums": add(totals["loss_sums"], objective.sums(logits, labels, valid)),
-          "loss_normalisers": add(totals["loss_normalisers"],
-                                  objective.normalisers(labels, valid))}
-
-
-def predict_probabilities(state: TrainState, images: jax.Array, normalization: str = "unit",
-                          flip: bool = False) -> jax.Array:
-  """uint8 (N, H, W, C) -> float32 (N, H, W, max(num_classes, 2)) class probabilities."""
-  logits = inference_logits(state, normalize.normalize_images(images, normalization), flip)
-  return losses.probabilities(logits)
+def create_segmenter(config: ml_collections.ConfigDict, model: nn.Module, num_channels: int,
+                     batch_sharding=None, **overrides) -> inference.Segmenter:
+  """The run's inference (config.eval, dataset.resize/scale/image_size) on the platform of
+  `batch_sharding`'s mesh (default: the first local device); `overrides` replace
+  `inference.Options` fields."""
+  options = inference.Options.from_config(
+      config, models.total_stride(model, num_channels), **overrides)
+  device = (batch_sharding.mesh.devices.flat[0] if batch_sharding is not None
+            else jax.local_devices()[0])
+  apply_fn = model_backend.traced_for(device.platform, model.apply)
+  return inference.Segmenter(apply_fn, options, batch_sharding, writers.log)
 
 
 class Trainer:
@@ -301,38 +274,17 @@ class Trainer:
     # The kernels that run the step's convolutions on CPU, and the jitted step.
     self.cpu_conv_kernels, self.train_step = cpu_kernels.resolve(
         config.cpu_conv_kernels, build_step, self.state, example_batch, writers.log)
-    self.eval_step = jax.jit(
-        for_mesh(functools.partial(eval_step, objective=self.objective,
-                                   ignore_index=ignore_index, num_classes=num_classes,
-                                   normalization=normalization, flip=config.eval_flip)),
-        in_shardings=(self.state_sharding, self.batch_sharding, self.replicated),
-        out_shardings=self.replicated, donate_argnums=2)
-    self.predict = jax.jit(
-        for_mesh(lambda state, images: jnp.argmax(
-            predict_probabilities(state, images, normalization, config.eval_flip), -1)),
-        out_shardings=self.replicated)
+    self.ignore_index = ignore_index
+    self.segmenter = create_segmenter(config, model, input_shape[-1], self.batch_sharding)
+    writers.log(f"evaluation: {inference.cost_note(self.segmenter.options)}, at each mask's "
+                "original size")
 
-  def evaluate(self, state: TrainState, eval_batches) -> tuple[dict, dict]:
-    """Metrics over the whole split, and the first batch (host arrays + predictions).
-
-    The metrics include "confusion", the split's (C, C) confusion matrix (a
-    host array), for per-class reports.
-    """
-    c = self.num_classes
-    zeros = lambda: {name: jnp.zeros((), jnp.float32) for name in self.objective.weights}
-    totals = jax.device_put({"confusion": jnp.zeros((c, c), jnp.int32), "loss_sums": zeros(),
-                             "loss_normalisers": zeros()}, self.replicated)
-    first = None
-    for host_batch in eval_batches:
-      batch = sharding_lib.put_batch(host_batch, self.batch_sharding)
-      totals = self.eval_step(state, batch, totals)
-      if first is None:
-        first = dict(host_batch, prediction=self.predict(state, batch["image"]))
-    totals = jax.device_get(totals)
-    result = metrics_lib.from_confusion_matrix(totals["confusion"])
-    result["loss"] = float(self.objective.combine(totals["loss_sums"], totals["loss_normalisers"]))
-    result["confusion"] = np.asarray(totals["confusion"])
-    return result, first
+  def evaluate(self, state: TrainState, source) -> evaluation.Result:
+    """Metrics over every image of `source` at its original resolution, and the
+    confusion matrix of each image (segjax.evaluation)."""
+    return evaluation.evaluate(self.segmenter, inference_variables(state), source,
+                               num_classes=self.num_classes, ignore_index=self.ignore_index,
+                               objective=self.objective)
 
 
 def _summarise(pending: list[dict], first_step: int, config, workdir: str) -> dict:
@@ -385,8 +337,6 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
                 f"{order.factors.max():.2f})")
   train_iter = prefetch.DevicePrefetcher(pipeline.train_loader(data.train, config, order),
                                          trainer.batch_sharding, config.dataset.prefetch_batches)
-  eval_batches = pipeline.EvalBatches(data.eval, (height, width), config.eval_batch_size,
-                                      data.num_channels)
   manager, state = checkpointing.restore_latest_valid(
       workdir, config.max_to_keep, trainer.state, train_iter, writers.log)
   if state is None:
@@ -430,15 +380,17 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
         progress.report(step, summary["loss"], summary["images_per_sec"])
         last_log_step, last_log_time = step, time.time()
     if step % config.eval_every_steps == 0 or is_last:
-      eval_metrics, first = trainer.evaluate(state, eval_batches)
+      result = trainer.evaluate(state, data.eval)
+      eval_metrics = result.metrics
       confusion, evaluated_step = _add_per_class(eval_metrics, data.class_names), step
       if best.update(step, state, eval_metrics):
         eval_metrics["new_best"] = True
         class_report.save_in_workdir(workdir, "best", confusion, data.class_names,
-                                     f"step {step}, best {config.best_metric}")
+                                     f"step {step}, best {best.metric} {best.record['value']:.4f}")
       writer.write(step, "eval", eval_metrics)
-      outputs.save_prediction_grid(first, workdir, step, config.num_prediction_images,
-                                   data.num_classes)
+      outputs.save_prediction_grid(trainer.segmenter, inference_variables(state), data.eval,
+                                   result.per_image, workdir, step,
+                                   config.num_prediction_images, data.num_classes)
       writers.log(f"eval at step {step}: " + _format(eval_metrics))
       last_log_time = time.time()
     if should_save:
@@ -449,7 +401,7 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
                   "run the same command to resume")
       break
   if eval_metrics is None and not stopping:  # Finished before: report the checkpoint as it is.
-    eval_metrics, _ = trainer.evaluate(state, eval_batches)
+    eval_metrics = trainer.evaluate(state, data.eval).metrics
     confusion, evaluated_step = _add_per_class(eval_metrics, data.class_names), int(state.step)
   manager.wait_until_finished()
   manager.close()
@@ -460,7 +412,8 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
     writers.log("final eval: " + _format(eval_metrics))
     writers.log(class_report.table(confusion, data.class_names))
     class_report.save_in_workdir(workdir, "final", confusion, data.class_names,
-                                 f"step {evaluated_step} (last evaluation)")
+                                 f"step {evaluated_step} (last evaluation), "
+                                 f"{config.dataset.eval_split}")
   writers.log(f"outputs in {workdir}: checkpoints/, metrics.jsonl, tensorboard/, "
               f"predictions/, {class_report.FOLDER}/, config.json, {outputs.LABELS_FILE}, "
               f"{summary_lib.SUMMARY_FILE}")

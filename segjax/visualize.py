@@ -1,4 +1,4 @@
-"""Pictures of predictions: colour masks, overlays, and input | truth | prediction grids."""
+"""Pictures of predictions: colour masks, overlays, and image | truth | prediction | errors grids."""
 
 from __future__ import annotations
 
@@ -41,13 +41,72 @@ def overlay(image: np.ndarray, mask: np.ndarray, num_classes: int, alpha: float 
   return blend.astype(np.uint8)
 
 
-def prediction_grid(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray,
-                    num_classes: int) -> np.ndarray:
-  """uint8 (N*H, 3*W, 3): one row per example, input | ground truth | prediction."""
-  rows = [np.concatenate([as_rgb(image), colourise(label, num_classes),
-                          colourise(prediction, num_classes)], axis=1)
-          for image, label, prediction in zip(images, labels, predictions)]
-  return np.concatenate(rows, axis=0)
+FALSE_POSITIVE = (255, 0, 255)  # Magenta: a class predicted where the truth has another.
+FALSE_NEGATIVE = (0, 200, 255)  # Cyan: a foreground pixel of the truth predicted as background.
+COLUMN_TITLES = ("image", "ground truth", "prediction",
+                 "errors: magenta false positive, cyan false negative")
+
+
+def error_map(image: np.ndarray, label: np.ndarray, prediction: np.ndarray,
+              num_classes: int) -> np.ndarray:
+  """uint8 (H, W, 3): the image, grey and dimmed, with false negatives (truth not
+  background, predicted background) in cyan and other wrong pixels (false positives of
+  the predicted class) in magenta; ignored pixels (label >= num_classes) white."""
+  gray = as_rgb(image).astype(np.float32).mean(-1, keepdims=True) * 0.5
+  out = np.repeat(gray, 3, -1).astype(np.uint8)
+  ignored = label >= num_classes
+  wrong = (label != prediction) & ~ignored
+  missed = wrong & (prediction == 0)
+  out[wrong & ~missed] = FALSE_POSITIVE
+  out[missed] = FALSE_NEGATIVE
+  out[ignored] = IGNORE_COLOUR
+  return out
+
+
+def fit(array: np.ndarray, long_side: int, nearest: bool) -> np.ndarray:
+  """Resized so that its longer side is `long_side`, aspect ratio kept."""
+  height, width = array.shape[:2]
+  factor = long_side / max(height, width)
+  size = (max(1, round(width * factor)), max(1, round(height * factor)))
+  return np.asarray(Image.fromarray(np.ascontiguousarray(array)).resize(
+      size, Image.NEAREST if nearest else Image.BILINEAR))
+
+
+def prediction_grid(rows, num_classes: int, row_titles=(), long_side: int = 256,
+                    gap: int = 4) -> np.ndarray:
+  """uint8 (H, W, 3): a title line, then per example its title and four pictures at its
+  own aspect ratio, `long_side` pixels on the longer side: image | ground truth |
+  prediction | errors (`error_map`).
+
+  Args:
+    rows: (image uint8 (H, W, C), label (H, W), prediction (H, W)) per example.
+    row_titles: a line of text above each example (e.g. its index and score).
+  """
+  from PIL import ImageDraw
+
+  cells = []
+  for image, label, prediction in rows:
+    cells.append([fit(as_rgb(image), long_side, False),
+                  fit(colourise(label, num_classes), long_side, True),
+                  fit(colourise(prediction, num_classes), long_side, True),
+                  fit(error_map(image, label, prediction, num_classes), long_side, True)])
+  text_height = 14
+  column = max([cell.shape[1] for row in cells for cell in row] + [long_side // 2])
+  width = 4 * column + 5 * gap
+  height = text_height + gap + sum(row[0].shape[0] + text_height + gap for row in cells)
+  canvas = Image.new("RGB", (width, height), (255, 255, 255))
+  draw = ImageDraw.Draw(canvas)
+  for c, title in enumerate(COLUMN_TITLES):
+    draw.text((gap + c * (column + gap), 1), title, fill=(0, 0, 0))
+  top = text_height + gap
+  for r, row in enumerate(cells):
+    if r < len(row_titles):
+      draw.text((gap, top), str(row_titles[r]), fill=(0, 0, 0))
+    top += text_height
+    for c, cell in enumerate(row):
+      canvas.paste(Image.fromarray(cell), (gap + c * (column + gap), top))
+    top += row[0].shape[0] + gap
+  return np.asarray(canvas)
 
 
 def save_png(array: np.ndarray, path: str) -> None:

@@ -78,13 +78,13 @@ def load(config, state, workdir: str, log):
   if jax.process_index() == 0:
     with open(os.path.join(workdir, REPORT_FILE), "w") as f:
       json.dump({"init_from": folder, **report}, f, indent=2)
-  log(f"initialised from {folder}: {len(report['loaded'])} of {total} arrays loaded; "
-      f"{len(report['skipped_by_shape'])} skipped by shape"
-      + "".join(f"\n  skipped {path}: {tuple(a)} there, {tuple(b)} here"
-                for path, a, b in report["skipped_by_shape"][:10])
-      + f"; {len(report['missing'])} missing there"
-      + "".join(f"\n  missing {path}" for path in report["missing"][:10])
-      + f" (all in {workdir}/{REPORT_FILE})")
+  lines = [f"initialised from {folder}: {len(report['loaded'])} of {total} arrays loaded, "
+           f"{len(report['skipped_by_shape'])} skipped by shape, {len(report['missing'])} "
+           f"missing there (list in {workdir}/{REPORT_FILE})"]
+  lines += [f"  skipped {path}: {tuple(there)} there, {tuple(here)} here"
+            for path, there, here in report["skipped_by_shape"][:10]]
+  lines += [f"  missing {path}" for path in report["missing"][:10]]
+  log("\n".join(lines))
   params = merged["params"]
   return state.replace(params=params, batch_stats=merged.get("batch_stats", state.batch_stats),
                        ema_params=params if state.ema_params is not None else None)

@@ -138,3 +138,52 @@ def test_bad_range_names_the_key():
   config = dataset_config(scale_range=(2.0, 1.0))
   with pytest.raises(ValueError, match="dataset.scale_range"):
     augment.get("scale_crop")(coordinate_record(8, 8), np.random.default_rng(0), config)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), height=st.integers(8, 60), width=st.integers(8, 60),
+       crop=st.tuples(st.integers(4, 40), st.integers(4, 40)),
+       base=st.sampled_from([0.5, 1.0, 1.5]))
+def test_rescale_crop_keeps_image_and_mask_aligned(seed, height, width, crop, base):
+  """keep_ratio's training view: rescaled (aspect kept), cropped, padded; the image's and
+  the mask's pixels come from the same source points."""
+  config = dataset_config(scale_range=(0.7, 1.4))
+  record = coordinate_record(height, width)
+  yy, xx = np.mgrid[0:height, 0:width]
+  views = [augment.rescale_crop({"image": record["image"], "mask": m[..., None].astype(np.uint8)},
+                                np.random.default_rng(seed), config, crop, base)
+           for m in (yy, xx)]
+  assert np.array_equal(views[0]["image"], views[1]["image"])
+  out = views[0]
+  assert out["image"].shape == (*crop, 3) and out["mask"].shape == (*crop, 1)
+  padding = out["mask"][..., 0] == IGNORE
+  assert not out["image"][padding].any()  # Padded with 0, ignored in the mask.
+  inside = ~padding
+  from_image = np.stack([out["image"][..., 0], out["image"][..., 1]], -1).astype(int) - 1
+  from_mask = np.stack([views[0]["mask"][..., 0], views[1]["mask"][..., 0]], -1).astype(int)
+  assert inside[0, 0]  # The crop's corner is always inside the rescaled image.
+  # Bilinear (image, antialiased when shrinking) and nearest (mask) of the same point.
+  assert np.abs(from_image - from_mask)[inside].max() <= 1.5
+  # The aspect ratio is kept: as many source pixels per output pixel down as across.
+  rows = from_mask[inside[:, 0], 0, 0]
+  cols = from_mask[0, inside[0], 1]
+  if len(rows) >= 8 and len(cols) >= 8:
+    slope_y, slope_x = np.polyfit(np.arange(len(rows)), rows, 1)[0], np.polyfit(
+        np.arange(len(cols)), cols, 1)[0]
+    assert abs(slope_y - slope_x) <= 0.15 * max(slope_y, slope_x)
+
+
+def test_rescale_crop_cat_max_ratio_avoids_one_class_crops():
+  mask = np.zeros((64, 64, 1), np.uint8)
+  mask[40:, 40:] = 1  # One class covers 86% of the image.
+  record = {"image": np.zeros((64, 64, 3), np.uint8), "mask": mask}
+  config = dataset_config(scale_range=(1.0, 1.0), cat_max_ratio=0.75)
+  ratios = []
+  for seed in range(10):
+    out = augment.rescale_crop(record, np.random.default_rng(seed), config, (32, 32))
+    ratios.append(np.bincount(out["mask"].ravel(), minlength=2).max() / out["mask"].size)
+  plain = [np.bincount(augment.rescale_crop(record, np.random.default_rng(s),
+                                            dataset_config(scale_range=(1.0, 1.0)),
+                                            (32, 32))["mask"].ravel(), minlength=2).max() / 1024
+           for s in range(10)]
+  assert np.mean(np.array(ratios) < 0.75) > np.mean(np.array(plain) < 0.75)

@@ -106,8 +106,10 @@ def test_pipeline_on_pets(tmp_path, augmentations):
     assert batch["image"].shape == (2, 24, 24, 3) and batch["image"].dtype == np.uint8
     assert batch["mask"].shape == (2, 24, 24) and batch["mask"].dtype == np.uint8
     assert np.isin(batch["mask"], [0, 1, 255]).all()
-  batches = list(pipeline.EvalBatches(data.eval, (24, 24), 4, data.num_channels))
-  assert len(batches) == 1 and batches[0]["valid"].tolist() == [True, True, False, False]
+  from segjax import evaluation
+  records = list(evaluation.read_records(data.eval))  # Evaluation reads them at full size.
+  assert [index for index, _ in records] == list(range(len(data.eval)))
+  assert all(r["mask"].shape == r["image"].shape[:2] for _, r in records)
 
 
 def test_grayscale_applies_to_every_dataset(tmp_path):

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from segjax import models, train
+from segjax import evaluation, models, train
 from segjax.data import pipeline
 
 from conftest import small_config
@@ -58,11 +58,14 @@ def test_sigmoid_model_trains_and_scores_two_classes():
   for _ in range(3):
     state, metrics = trainer.train_step(state, batch)
   assert float(metrics["loss"]) < float(first["loss"])
-  result, host = trainer.evaluate(state, [dict(batch, valid=np.ones(config.batch_size, bool))])
+  records = [{"image": image, "mask": mask} for image, mask in zip(batch["image"], batch["mask"])]
+  result = trainer.evaluate(state, records).metrics
   logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
                           jnp.asarray(batch["image"], jnp.float32) / 127.5 - 1)
   predicted = np.asarray(logits[..., 0] > 0)
   valid = batch["mask"] != 255
   expected = np.mean(predicted[valid] == batch["mask"][valid])
   assert result["pixel_accuracy"] == pytest.approx(expected, abs=1e-6)
-  np.testing.assert_array_equal(host["prediction"], predicted)
+  masks = evaluation.predict_masks(trainer.segmenter, train.inference_variables(state),
+                                   dict(enumerate(batch["image"])))
+  np.testing.assert_array_equal(np.stack([masks[i] for i in range(len(records))]), predicted)

@@ -105,13 +105,15 @@ def test_second_invocation_resumes_at_saved_step(trained, capsys):
 def test_init_from_loads_what_fits_and_keeps_the_rest(trained, tmp_path):
   """Fine-tuning the best state to three classes: all but the classifier loads."""
   import jax
-  from segjax import checkpointing, sharding as sharding_lib, warm_start
+  import jax.numpy as jnp
+  from segjax import checkpointing, warm_start
   config, workdir, _ = trained
   config = config.copy_and_resolve_references()
   config.init_from, config.init_from_step = workdir, "best"
   model = train.create_model(config, 3)
-  initial = train.create_train_state(config, model, (32, 32, 3),
-                                     sharding_lib.create_mesh(config.mesh))
+  # An initial state of known values (ones), without compiling the initialiser.
+  initial = jax.tree.map(lambda x: jnp.ones(x.shape, x.dtype),
+                         train.abstract_train_state(config, model, (32, 32, 3)))
   state = warm_start.load(config, initial, str(tmp_path), lambda message: None)
   source = checkpointing.read_variables(checkpointing.state_folder(workdir, "best"))
   flat = lambda tree: {jax.tree_util.keystr(p): np.asarray(x)
@@ -162,13 +164,10 @@ def test_grayscale_loader_position_restores_in_a_new_load(config, tmp_path):
 
 def test_eval_covers_split_exactly_once(trained, tfds_dir):
   """200 validation images in batches of 16: the padded last batch counts 8 images."""
-  config, workdir, final = trained
-  from segjax import data
-  from segjax.data import pipeline
-  dataset = data.load(config.dataset)
-  batches = list(pipeline.EvalBatches(dataset.eval, (32, 32), 16, 3))
-  assert len(batches) == 13
-  assert sum(int(b["valid"].sum()) for b in batches) == len(dataset.eval) == 200
+  from segjax import evaluate
+  _, workdir, _ = trained
+  result = evaluate.evaluate(workdir, step=6)
+  assert result["num_images"] == 200
 
 
 def test_predict_writes_masks_at_original_size_and_names_bad_files(trained, tmp_path):
@@ -208,21 +207,56 @@ def test_predict_command_line(trained, tmp_path):
   assert (tmp_path / "out" / "face_mask.png").exists()
 
 
-def test_flip_evaluation_averages_image_and_mirror(trained):
-  from segjax import predict
+def write_test_folder(root, sizes, seed=0):
+  """root/val/{images,masks}: random photos of `sizes` with 0/255 masks, PNG."""
+  from PIL import Image
+  rng = np.random.default_rng(seed)
+  for sub in ("images", "masks"):
+    (root / "val" / sub).mkdir(parents=True)
+  for i, (height, width) in enumerate(sizes):
+    image = rng.integers(0, 256, (height, width, 3), np.uint8)
+    mask = np.where(image[..., 0] > 128, 255, 0).astype(np.uint8)
+    Image.fromarray(image).save(root / "val" / "images" / f"img{i}.png")
+    Image.fromarray(mask).save(root / "val" / "masks" / f"img{i}.png")
+
+
+def test_evaluate_on_another_folder_equals_numpy_on_predicted_masks(trained, tmp_path):
+  """evaluate's numbers on a folder of odd-sized photos are those of its predict's masks."""
+  from PIL import Image
+  from segjax import evaluate, metrics, predict
   _, workdir, _ = trained
-  state = predict.Predictor(workdir).state
-  images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
-  mirrored = images[:, :, ::-1]
-  plain = np.asarray(train.inference_logits(state, images))
-  plain_of_mirrored = np.asarray(train.inference_logits(state, mirrored))
-  flipped = np.asarray(train.inference_logits(state, images, flip=True))
-  np.testing.assert_allclose(flipped, (plain + plain_of_mirrored[:, :, ::-1]) / 2,
-                             rtol=1e-5, atol=1e-6)
-  # The model alone is not mirror-symmetric; with the flip its prediction is.
-  assert not np.allclose(plain_of_mirrored, plain[:, :, ::-1], atol=1e-3)
-  np.testing.assert_allclose(np.asarray(train.inference_logits(state, mirrored, flip=True)),
-                             flipped[:, :, ::-1], rtol=1e-5, atol=1e-6)
+  folder = tmp_path / "test_set"
+  write_test_folder(folder, [(21, 35), (40, 26), (33, 47)])
+  options = {"mode": "slide", "flip": True, "resize": "keep_ratio"}
+  result = evaluate.evaluate(workdir, overrides={
+      "dataset.name": "image_folder", "dataset.source_dir": str(folder),
+      "dataset.split_file": "", "dataset.mask_encoding": "binary",
+      "dataset.data_dir": str(tmp_path / "tfds"), "dataset.resize": "keep_ratio",
+      "eval.mode": "slide", "eval.flip": True})
+  assert (result["num_images"], result["mode"], result["flip"]) == (3, "slide", True)
+  predictor = predict.Predictor(workdir, **options)
+  out = tmp_path / "out"
+  paths = predict.list_images(str(folder / "val" / "images"))
+  assert predict.predict_paths(predictor, paths, str(out), probabilities=True) == []
+  confusion = np.zeros((2, 2), np.int64)
+  for path in paths:
+    stem = os.path.splitext(os.path.basename(path))[0]
+    truth = np.asarray(Image.open(folder / "val" / "masks" / f"{stem}.png")) // 255
+    predicted = np.asarray(Image.open(out / f"{stem}_mask.png"))
+    assert predicted.shape == truth.shape
+    np.add.at(confusion, (truth.ravel(), predicted.ravel()), 1)
+    foreground = np.asarray(Image.open(out / f"{stem}_prob_skin.png"))
+    assert foreground.shape == truth.shape and ((foreground > 127) == (predicted == 1)).mean() > 0.99
+  expected = metrics.from_confusion_matrix(confusion)
+  for key in ("pixel_accuracy", "mean_iou", "f1"):
+    assert result[key] == pytest.approx(expected[key], abs=1e-12), key
+  with pytest.raises(ValueError, match=r"3 classes, the run .* predicts 2"):
+    evaluate.evaluate(workdir, overrides={
+        "dataset.name": "image_folder", "dataset.source_dir": str(folder),
+        "dataset.split_file": "", "dataset.num_classes": 3,
+        "dataset.data_dir": str(tmp_path / "tfds")})
+  with pytest.raises(ValueError, match="only --config.dataset"):
+    evaluate.evaluate(workdir, overrides={"model.name": "unet"})
 
 
 def test_evaluate_reproduces_the_logged_eval(trained):
@@ -246,7 +280,9 @@ def test_evaluate_a_run_of_an_older_or_autotuning_config(trained, tmp_path, caps
   shutil.copytree(workdir, copy)
   with open(os.path.join(copy, "config.json")) as f:
     stored = json.load(f)
-  del stored["eval_flip"]  # Written before the key existed.
+  del stored["eval_flip"]  # Written before the keys existed.
+  del stored["eval"]
+  del stored["dataset"]["resize"]
   stored["cpu_conv_kernels"] = "autotune"
   with open(os.path.join(copy, "config.json"), "w") as f:
     json.dump(stored, f)
@@ -261,6 +297,7 @@ def test_evaluate_a_run_of_an_older_or_autotuning_config(trained, tmp_path, caps
   from segjax import outputs
   config, _ = outputs.read_run(copy)
   assert (config.cpu_conv_kernels, config.eval_flip) == ("default", False)
+  assert (config.eval.mode, config.dataset.resize) == ("whole", "squash")
   assert config.model.width_multiplier == stored["model"]["width_multiplier"]
 
 
@@ -323,7 +360,6 @@ def test_export_command_writes_files_that_run_without_segjax_models(trained, tmp
   result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=300, cwd=repo)
   assert result.returncode == 0, result.stderr[-2000:]
-  result = subprocess.run([sys.executable, "-m", "segjax.export", "--workdir", workdir,
-                           "--output", str(tmp_path / "other"), "--step", "4"],
-                          capture_output=True, text=True, timeout=300, cwd=repo)
-  assert result.returncode == 1 and "no checkpoint at step 4" in result.stderr
+  from segjax.export import artifacts
+  with pytest.raises(FileNotFoundError, match="no checkpoint at step 4"):
+    artifacts.export_run(workdir, str(tmp_path / "other"), "4")

@@ -81,10 +81,10 @@ def summary_table(results: list[dict]) -> str:
         f"| {gib('torch_peak_memory_bytes')} |")
   first = results[0] if results else {}
   lines.append("")
+  bases = "; ".join(dict.fromkeys(f"{r['dtype']}: {r['mfu_basis']}" for r in results))
   lines.append(f"Device: {first.get('devices')} x {first.get('device_kind')} "
-               f"({first.get('backend')}), jax {first.get('jax_version')}; MFU against the "
-               f"{first.get('mfu_basis', '')} (bfloat16 rows) and per row's `mfu_basis` in "
-               "results.jsonl. Memory: XLA's analysis of segjax's compiled step "
+               f"({first.get('backend')}), jax {first.get('jax_version')}. MFU against the "
+               f"{bases}. Memory: XLA's analysis of segjax's compiled step "
                "(`step_memory_bytes`); PyTorch's peak allocation.")
   return "\n".join(lines) + "\n"
 
@@ -119,9 +119,12 @@ def main(argv=None) -> int:
             flush=True)
       os.environ[backend.ENVIRONMENT_VARIABLE] = model_ops
       jax.clear_caches()  # The ops are chosen when the step is traced.
-      result = benchmark.run(load_config(path, overrides), steps, warmup,
-                             args.compare if compare else "", log=lambda s: print(s, flush=True),
-                             **matmul)
+      # PyTorch on the same device: a CPU or an NVIDIA GPU (not a TPU).
+      compare_with = args.compare if compare and jax.default_backend() in ("cpu", "gpu") else ""
+      # The dry run on a CPU takes PyTorch's GPU path too: channels-last (and AMP for bf16).
+      result = benchmark.run(load_config(path, overrides), steps, warmup, compare_with,
+                             log=lambda s: print(s, flush=True),
+                             torch_channels_last=True if args.dry_run else None, **matmul)
       result.update(setting=name, model_ops=model_ops, overrides=overrides)
       jsonl.write(json.dumps(result) + "\n")
       jsonl.flush()

@@ -3,6 +3,10 @@
 #
 #   experiments/accelerator/check.sh [--dry-run] [--out DIR] [--data_dir DIR]
 #
+# in an environment with the accelerator's jax (e.g. pip install -U "jax[cuda12]"), segjax's
+# test extra (pip install -e ".[test]") and, for the comparison, PyTorch built for the device.
+# $PYTHON names the interpreter (default: python).
+#
 # 1. environment.txt: the devices, versions and the float32/bfloat16 datasheet peaks used.
 # 2. tests.log: the tests that mean something on an accelerator (model ops in both forms,
 #    models, losses, metrics, optimizer, training); float32 products at full precision there,
@@ -13,8 +17,8 @@
 #    float32) against PyTorch AMP channels-last where torch is installed, and U-Net and SegNet
 #    with the CPU rewrites of the model ops, for the choice made in segjax.models.backend.
 #
-# --dry-run: the same steps at tiny sizes (test collection only, a 2-step first run on 32x32
-# images, one-step benchmarks) on whatever JAX finds, e.g. a CPU: a check of this script.
+# --dry-run: the same steps at tiny sizes (the model-op tests collected, a 2-step first run on
+# 32x32 images, two one-step benchmarks) on whatever JAX finds, e.g. a CPU: a check of this script.
 # --data_dir: the TFDS data dir of the first run (default: TFDS's, ~/tensorflow_datasets).
 # Results go to DIR (default experiments/accelerator/results/<UTC time>); copy what a
 # document quotes next to it.
@@ -44,7 +48,11 @@ TESTS="tests/test_backend.py tests/test_layers.py tests/test_max_pool.py tests/t
   tests/test_losses.py tests/test_metrics.py tests/test_optim.py tests/test_train.py"
 FIRST_RUN_FLAGS=()
 BENCHMARK_FLAGS=()
+for test_file in $TESTS; do
+  [[ -f "$test_file" ]] || { echo "check.sh: $test_file does not exist" >&2; exit 1; }
+done
 if [[ -n "$DRY_RUN" ]]; then
+  TESTS=tests/test_backend.py  # Collected only: importing every test module takes long on a CPU.
   PYTEST_FLAGS=(--collect-only -q)
   FIRST_RUN_FLAGS=(--config.num_train_steps=2 --config.dataset.image_size=32
                    --config.model.width_multiplier=0.125 --config.eval_every_steps=2

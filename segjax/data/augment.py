@@ -199,6 +199,48 @@ def affine(record, rng, config):
   return warp(record, _about_centre(forward, height, width, shift), config.ignore_index)
 
 
+def rescale_crop(record: dict, rng: np.random.Generator, config, crop_size: tuple[int, int],
+                 base_factor: float = 1.0) -> dict:
+  """The keep-ratio training view (mmsegmentation's Resize + RandomCrop + Pad).
+
+  The image is rescaled by `base_factor` (fitting `dataset.scale`) times a
+  factor drawn from `scale_range`, keeping its aspect ratio; a random window of
+  `crop_size` (height, width) is cut from it (only that window is resampled:
+  PIL's resize of a box) and padded with 0 (image) and `ignore_index` (mask)
+  where the rescaled image is smaller. With `cat_max_ratio` < 1, up to 10
+  windows are drawn until no class covers more than that fraction of the
+  window's labelled pixels (the last one is kept otherwise).
+  """
+  image, mask = record["image"], record["mask"]
+  height, width = image.shape[:2]
+  factor = base_factor * _uniform_range(rng, config.scale_range, "scale_range")
+  if factor <= 0:
+    raise ValueError(f"dataset.scale_range={tuple(config.scale_range)} must be positive")
+  scaled_h, scaled_w = max(1, round(height * factor)), max(1, round(width * factor))
+  crop_h, crop_w = crop_size
+  out_h, out_w = min(crop_h, scaled_h), min(crop_w, scaled_w)
+  scale_y, scale_x = height / scaled_h, width / scaled_w  # Source pixels per scaled pixel.
+  for _ in range(10 if config.get("cat_max_ratio", 1.0) < 1 else 1):
+    top = int(rng.integers(0, scaled_h - out_h + 1))
+    left = int(rng.integers(0, scaled_w - out_w + 1))
+    box = (left * scale_x, top * scale_y, (left + out_w) * scale_x, (top + out_h) * scale_y)
+    new_mask = _resize_mask(mask, (out_w, out_h), box)
+    labels = new_mask[new_mask != config.ignore_index]
+    if labels.size:
+      counts = np.bincount(labels)
+      counts = counts[counts > 0]
+      if len(counts) > 1 and counts.max() / counts.sum() < config.get("cat_max_ratio", 1.0):
+        break
+  new_image = _resize_planes(image, (out_w, out_h), box)
+  if (out_h, out_w) != (crop_h, crop_w):
+    padded_image = np.zeros((crop_h, crop_w, image.shape[-1]), np.uint8)
+    padded_mask = np.full((crop_h, crop_w, 1), config.ignore_index, np.uint8)
+    padded_image[:out_h, :out_w] = new_image.reshape(out_h, out_w, -1)
+    padded_mask[:out_h, :out_w] = new_mask
+    new_image, new_mask = padded_image, padded_mask
+  return {**record, "image": new_image.reshape(crop_h, crop_w, -1), "mask": new_mask}
+
+
 # Photometric: the image only.
 
 def _factor(rng, amount: float) -> float:

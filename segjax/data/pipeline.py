@@ -7,9 +7,8 @@ normalised on the device, which moves 4x fewer bytes than float32.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from typing import Iterator
+from typing import Sequence
 
 from absl import flags
 import grain
@@ -30,6 +29,15 @@ def image_size(dataset_config: ml_collections.ConfigDict) -> tuple[int, int]:
   return int(height), int(width)
 
 
+def rescale_factor(height: int, width: int, scale: Sequence[int]) -> float:
+  """Factor that fits (height, width) into `scale` = (long side, short side) keeping the
+  aspect ratio (mmsegmentation's keep-ratio `Resize`); 1 when `scale` is empty."""
+  if not scale:
+    return 1.0
+  long_side, short_side = (float(v) for v in scale)
+  return min(long_side / max(height, width), short_side / min(height, width))
+
+
 def resize(record: dict, size: tuple[int, int]) -> dict:
   """Resizes to (height, width): bilinear for the image, nearest for the mask."""
   image, mask = record["image"], record["mask"]
@@ -42,7 +50,7 @@ def resize(record: dict, size: tuple[int, int]) -> dict:
   return {"image": image.reshape(height, width, -1), "mask": mask[..., None]}
 
 
-def _standard_record(record: dict) -> dict:
+def standard_record(record: dict) -> dict:
   image, mask = np.asarray(record["image"]), np.asarray(record["mask"])
   if image.ndim == 2:
     image = image[..., None]
@@ -56,7 +64,31 @@ class _Prepare(grain.transforms.Map):
     self.size = size
 
   def map(self, record):
-    return resize(_standard_record(record), self.size)
+    return resize(standard_record(record), self.size)
+
+
+class _RescaleCrop(grain.transforms.RandomMap):
+  """keep_ratio: rescale (aspect kept) and random crop of the training size."""
+
+  def __init__(self, dataset_config):
+    self.config = dataset_config
+    self.size = image_size(dataset_config)
+    self.scale = tuple(dataset_config.scale)
+
+  def random_map(self, record, rng: np.random.Generator):
+    record = standard_record(record)
+    factor = rescale_factor(*record["image"].shape[:2], self.scale)
+    return augment.rescale_crop(record, rng, self.config, self.size, factor)
+
+
+def _first_operation(dataset_config):
+  """How a record becomes a training-size record, by `dataset.resize`."""
+  policy = dataset_config.get("resize", "squash")
+  if policy == "squash":
+    return _Prepare(image_size(dataset_config))
+  if policy == "keep_ratio":
+    return _RescaleCrop(dataset_config)
+  raise ValueError(f"dataset.resize={policy!r}: use squash or keep_ratio")
 
 
 class _Augment(grain.transforms.RandomMap):
@@ -144,7 +176,7 @@ class TrainStream:
     self.order = order
     self._process_index = jax.process_index() if process_index is None else process_index
     self._local_batch_size = local_batch_size(config.batch_size, process_count=process_count)
-    self._load = _LoadExample(source, order, [_Prepare(image_size(config.dataset)),
+    self._load = _LoadExample(source, order, [_first_operation(config.dataset),
                                               _Augment(config.dataset), _ToBatchFields()])
     self._num_workers = config.dataset.num_workers
     # Sources describe themselves stably (no addresses), so this names the split.
@@ -207,35 +239,3 @@ def train_loader(source: RecordSource, config: ml_collections.ConfigDict,
   """
   return TrainStream(source, config, order or sampling.ExampleOrder(len(source), config.seed),
                      **process)
-
-
-@dataclasses.dataclass
-class EvalBatches:
-  """Every example of a split exactly once, in global batches padded to full size.
-
-  Each batch has "valid" (B,) bool: padding examples are False and count in no
-  metric. Every process yields the same number of batches.
-  """
-  source: RecordSource
-  size: tuple[int, int]
-  global_batch_size: int
-  num_channels: int
-
-  def __len__(self) -> int:
-    return -(-len(self.source) // self.global_batch_size)
-
-  def __iter__(self) -> Iterator[dict]:
-    local = local_batch_size(self.global_batch_size, "eval_batch_size")
-    first = jax.process_index() * local
-    indices = [b * self.global_batch_size + first + i
-               for b in range(len(self)) for i in range(local)]
-    dataset = grain.MapDataset.source(indices).map(self._load).batch(local)
-    yield from dataset.to_iter_dataset(grain.ReadOptions(num_threads=4, prefetch_buffer_size=8))
-
-  def _load(self, index: int) -> dict:
-    if index < len(self.source):
-      record = resize(_standard_record(self.source[index]), self.size)
-      return {"image": record["image"], "mask": record["mask"][..., 0], "valid": np.bool_(True)}
-    height, width = self.size
-    return {"image": np.zeros((height, width, self.num_channels), np.uint8),
-            "mask": np.zeros((height, width), np.uint8), "valid": np.bool_(False)}

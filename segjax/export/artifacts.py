@@ -1,7 +1,8 @@
 """Writes a run's checkpoint as StableHLO and ONNX files, each with its model.json.
 
-`export_run` restores the checkpoint; `write_exports` takes any inference
-state, so that tests and other callers export without a workdir.
+`export_run` restores the checkpoint (`segjax.restored`); `write_exports` takes
+any model's apply function and variables, so that tests and other callers
+export without a workdir.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from segjax import checkpointing, outputs, sharding as sharding_lib, train, visualize, writers
+from segjax import inference, restored, visualize, writers
 from segjax import export as export_lib
 from segjax.data import pipeline
 from segjax.export import function, stablehlo
@@ -26,41 +27,6 @@ CHECK_IMAGES = 2  # Random images each artifact is run on and compared with segj
 
 class ExportError(RuntimeError):
   """Some formats could not be written; the message says which and why."""
-
-
-def resolve_step(manager, step: str | int | None) -> int:
-  """The checkpoint step for --step: None (the latest), a number, or "best"."""
-  if step == "best":
-    # Best-checkpoint bookkeeping lives in segjax.checkpointing where available.
-    find_best = getattr(checkpointing, "find_best_step", None)
-    if find_best is None:
-      raise ValueError("--step best: this version of segjax keeps no record of the best "
-                       "checkpoint; name a step (--step N) or omit --step for the latest")
-    return find_best(manager)
-  if isinstance(step, str):
-    if not step.isdigit():
-      raise ValueError(f"--step {step!r}: use a checkpoint step number or 'best'")
-    step = int(step)
-  return checkpointing.find_step(manager, step)
-
-
-def restore_inference_state(workdir: str, step: str | int | None = None):
-  """(config, labels, state, step) of a run's checkpoint, on one local device."""
-  config, labels = outputs.read_run(workdir)
-  manager = checkpointing.create_manager(workdir, config.max_to_keep)
-  try:
-    step = resolve_step(manager, step)
-    model = train.create_model(config, labels["num_classes"])
-    size = pipeline.image_size(config.dataset)
-    abstract = train.abstract_train_state(config, model, (*size, labels["num_channels"]))
-    replicated = sharding_lib.replicated(
-        sharding_lib.create_mesh(devices=jax.local_devices()[:1]))
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
-    state = checkpointing.restore(manager, step, abstract)
-  finally:
-    manager.close()
-  return config, labels, state, step
 
 
 def eval_metrics(workdir: str, step: int) -> dict | None:
@@ -89,6 +55,7 @@ def segjax_version() -> str:
 
 def describe(labels: dict, config, step: int | None, metrics: dict | None) -> dict:
   """The model.json fields every format shares."""
+  options = inference.Options.from_config(config, total_stride=1)
   names = list(labels["class_names"])
   colours = visualize.palette(len(names)).tolist()
   return {
@@ -98,8 +65,8 @@ def describe(labels: dict, config, step: int | None, metrics: dict | None) -> di
       "classes": [{"index": i, "name": name, "colour": colour}
                   for i, (name, colour) in enumerate(zip(names, colours))],
       "ignore_index": labels.get("ignore_index"),
-      "normalization": config.dataset.normalization,
-      "flip": bool(config.get("eval_flip", False)),
+      "normalization": options.normalization,
+      "flip": options.flip,
       "training_size": list(pipeline.image_size(config.dataset)),
       "metrics": metrics,
       "metrics_source": (f"metrics.jsonl, eval at step {step}" if metrics else
@@ -128,13 +95,13 @@ def _write_json(path: str, record: dict) -> None:
     f.write(json.dumps(json.loads(writers.json_line(record)), indent=2) + "\n")
 
 
-def write_exports(state, description: dict, num_channels: int, output: str,
+def write_exports(apply_fn, variables: dict, description: dict, num_channels: int, output: str,
                   formats: Sequence[str] = FORMATS, platforms: Sequence[str] = ("cpu",),
                   output_kind: str = "classes", check: bool = True, log=print) -> dict:
   """Writes OUTPUT/stablehlo and OUTPUT/onnx; returns {format: its model.json or the error}.
 
   Args:
-    state: what `function.inference_function` reads (params, batch_stats, apply_fn).
+    apply_fn, variables: the model's `apply` and its {"params", "batch_stats"}.
     description: `describe(...)`'s fields.
     check: run each written file on random images and compare with segjax's
       own jitted prediction (recorded in model.json under "check").
@@ -143,8 +110,8 @@ def write_exports(state, description: dict, num_channels: int, output: str,
   if unknown:
     raise ValueError(f"unknown format or platform {', '.join(unknown)}: formats are "
                      f"{', '.join(FORMATS)}, platforms {', '.join(PLATFORMS)}")
-  fn = function.inference_function(state, description["normalization"], output_kind,
-                                   description["flip"])
+  fn = function.inference_function(apply_fn, variables, description["normalization"],
+                                   output_kind, description["flip"])
   size = tuple(description["training_size"])
   num_classes = len(description["classes"])
   rng = np.random.default_rng(0)
@@ -221,12 +188,12 @@ def export_run(workdir: str, output: str, step: str | int | None = None,
   Raises:
     ExportError: a format could not be written (the others were).
   """
-  config, labels, state, step = restore_inference_state(workdir, step)
-  description = describe(labels, config, step, eval_metrics(workdir, step))
-  results = write_exports(state, description, labels["num_channels"], output, formats,
-                          platforms, output_kind, log=log)
+  run = restored.restore(workdir, step)
+  description = describe(run.labels, run.config, run.step, eval_metrics(workdir, run.step))
+  results = write_exports(run.model.apply, run.variables, description, run.num_channels, output,
+                          formats, platforms, output_kind, log=log)
   failed = {fmt: result for fmt, result in results.items() if isinstance(result, str)}
   if failed:
-    raise ExportError("; ".join(f"{config.model.name} cannot be exported to {fmt}: {why}"
+    raise ExportError("; ".join(f"{run.config.model.name} cannot be exported to {fmt}: {why}"
                                 for fmt, why in failed.items()))
   return results

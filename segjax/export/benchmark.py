@@ -30,7 +30,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from segjax import benchmark as train_benchmark, train
+from segjax import benchmark as train_benchmark, inference, train
 from segjax.data import pipeline
 from segjax.export import function, onnx_graph, stablehlo
 
@@ -44,9 +44,9 @@ def _segjax_runners(config, num_classes: int, channels: int, size: tuple[int, in
   init = jax.jit(lambda key: model.init({"params": key, "dropout": key},
                                         np.zeros((1, *size, channels), np.float32), train=False))
   variables = init(jax.random.key(config.seed))
-  state = function.inference_state(model.apply, variables)
-  predict = function.inference_function(state, config.dataset.normalization, "classes",
-                                        config.get("eval_flip", False))
+  options = inference.Options.from_config(config, total_stride=1)
+  predict = function.inference_function(model.apply, variables, options.normalization,
+                                        "classes", options.flip)
   start = time.perf_counter()
   exported, rule = stablehlo.export(predict, size, channels)
   restored = jax.export.deserialize(exported.serialize())
@@ -65,7 +65,7 @@ def _segjax_runners(config, num_classes: int, channels: int, size: tuple[int, in
   }
 
 
-def _torch_runner(config, num_classes: int, channels: int):
+def _torch_runner(config, num_classes: int, channels: int, normalization: str):
   import torch
   try:
     from benchmarks import torch_models
@@ -73,8 +73,8 @@ def _torch_runner(config, num_classes: int, channels: int):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))))
     from benchmarks import torch_models
-  if config.dataset.normalization != "unit":
-    raise ValueError("the PyTorch runner normalises as dataset.normalization='unit' only")
+  if normalization != "unit":
+    raise ValueError(f"the PyTorch runner normalises as 'unit' only (the run's: {normalization})")
   options = {k: v for k, v in config.model.items() if k not in train.NON_MODEL_KEYS}
   model = torch_models.build(config.model.name, num_classes, channels, **options).eval()
 
@@ -101,7 +101,7 @@ def run(config, batch_sizes=(1, 16), rounds: int = 10, compare_torch: bool = Fal
   runners = _segjax_runners(config, num_classes, channels, size, log)
   if compare_torch:
     runners["torch_eager"], result["torch_version"], result["torch_threads"] = _torch_runner(
-        config, num_classes, channels)
+        config, num_classes, channels, inference.Options.from_config(config, 1).normalization)
   rng = np.random.default_rng(0)
   for batch in batch_sizes:
     images = rng.integers(0, 256, (batch, *size, channels), dtype=np.uint8)

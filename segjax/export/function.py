@@ -5,35 +5,25 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
-import optax
 
-from segjax import train
+from segjax import inference, losses
 
 OUTPUT_KINDS = ("classes", "probabilities")
 
 
-def inference_state(apply_fn: Callable, variables: dict) -> train.TrainState:
-  """A state holding only what inference reads: `variables` ("params", "batch_stats")."""
-  return train.TrainState.create(apply_fn=apply_fn, params=variables["params"],
-                                 tx=optax.identity(),
-                                 batch_stats=variables.get("batch_stats", {}))
+def inference_function(apply_fn: Callable, variables: dict, normalization: str,
+                       output_kind: str, flip: bool = False) -> Callable[[jax.Array], jax.Array]:
+  """images -> the prediction evaluation and `segjax.predict` make, with `variables`' weights.
 
-
-def inference_function(state: train.TrainState, normalization: str, output_kind: str,
-                       flip: bool = False) -> Callable[[jax.Array], jax.Array]:
-  """images -> the prediction `segjax.predict` and evaluation make, with `state`'s weights.
-
-  The function maps uint8 (N, H, W, C) to int32 (N, H, W) class indices
-  ("classes") or float32 (N, H, W, max(num_classes, 2)) probabilities
-  ("probabilities"); the run's normalisation and flip averaging are inside.
+  `inference.model_logits` (normalisation, network, flip averaging) then
+  int32 (N, H, W) class indices ("classes", `losses.predicted_classes`) or
+  float32 (N, H, W, max(num_classes, 2)) probabilities ("probabilities",
+  `losses.probabilities`), from uint8 (N, H, W, C) images.
   """
   if output_kind not in OUTPUT_KINDS:
     raise ValueError(f"--output_kind {output_kind!r}: use one of {', '.join(OUTPUT_KINDS)}")
+  head = losses.predicted_classes if output_kind == "classes" else losses.probabilities
 
   def predict(images: jax.Array) -> jax.Array:
-    probabilities = train.predict_probabilities(state, images, normalization, flip)
-    if output_kind == "probabilities":
-      return probabilities
-    return jnp.argmax(probabilities, -1).astype(jnp.int32)
+    return head(inference.model_logits(apply_fn, variables, images, normalization, flip))
   return predict

@@ -1,6 +1,6 @@
 """Model registry: `segjax.models.build(name, num_classes, **kwargs)`."""
 
-from segjax.models.registry import build, names, register
+from segjax.models.registry import build, names, register, total_stride
 # Importing a model module registers it.
 from segjax.models import segnet  # noqa: F401
 from segjax.models import conv_autoencoder  # noqa: F401
