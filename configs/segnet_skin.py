@@ -3,9 +3,12 @@
 Command (CPU, no data needed: the synthetic skin dataset is generated on first use):
   python -m segjax.main --config configs/segnet_skin.py
 
-Expected: about 7 minutes on a 2-core CPU (dataset generation included);
-foreground F1 0.92 and mIoU 0.91 on the synthetic validation split
-(experiments/segnet_skin_synthetic/).
+SegNet at half the seed's widths (2.9M parameters, a quarter of the FLOPs),
+1000 steps at batch 8 on 64x64 images. Expected: foreground F1 0.92 and mIoU
+0.91 on the synthetic validation split, in about 2.5 minutes on a 2-core CPU that
+trains the full-width SegNet at 22 images/s and about 5 minutes on one twice as
+slow, dataset generation included; longer on a machine shared with other jobs
+(experiments/segnet_skin_synthetic/README.md: the measurements and the log).
 
 The seed's data, SFA skin masks (a folder with images/, masks/ of 0/255 PNGs
 and manifest.csv, whose orig_split column gives train and val), trained on

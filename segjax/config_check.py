@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from segjax import cpu_kernels, losses, metrics, models, optim
-from segjax.data import augment, class_weights, normalize, pipeline
+from segjax.data import augment, class_weights, normalize, pipeline, sampling
 from segjax.data import registry as data_registry
 
 
@@ -91,7 +91,8 @@ def check(config: ml_collections.ConfigDict) -> None:
          lambda: cpu_kernels.check(config.cpu_conv_kernels),
          lambda: normalize.normalize_images(jnp.zeros((1, 1, 1, 1), jnp.uint8),
                                             config.dataset.normalization or "unit"),
-         lambda: [augment.get(name) for name in config.dataset.augmentations])
+         lambda: [augment.get(name) for name in config.dataset.augmentations],
+         lambda: sampling.check(config.dataset.sampler, config.dataset.repeat_threshold))
   model_problem = _model_problem(config, trace=size_problem is None and config.dtype in DTYPES)
   if model_problem:
     problems.append(model_problem)

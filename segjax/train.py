@@ -386,7 +386,7 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
       if best.update(step, state, eval_metrics):
         eval_metrics["new_best"] = True
         class_report.save_in_workdir(workdir, "best", confusion, data.class_names,
-                                     f"step {step}, best {config.best_metric}")
+                                     f"step {step}, best {best.metric} {best.record['value']:.4f}")
       writer.write(step, "eval", eval_metrics)
       outputs.save_prediction_grid(trainer.segmenter, inference_variables(state), data.eval,
                                    result.per_image, workdir, step,
@@ -412,7 +412,8 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
     writers.log("final eval: " + _format(eval_metrics))
     writers.log(class_report.table(confusion, data.class_names))
     class_report.save_in_workdir(workdir, "final", confusion, data.class_names,
-                                 f"step {evaluated_step} (last evaluation)")
+                                 f"step {evaluated_step} (last evaluation), "
+                                 f"{config.dataset.eval_split}")
   writers.log(f"outputs in {workdir}: checkpoints/, metrics.jsonl, tensorboard/, "
               f"predictions/, {class_report.FOLDER}/, config.json, {outputs.LABELS_FILE}, "
               f"{summary_lib.SUMMARY_FILE}")

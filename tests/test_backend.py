@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from segjax import models
 from segjax.models import backend, convolution, layers
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -104,24 +103,3 @@ def test_conv_weight_gradient_forms_agree(monkeypatch):
   assert "concatenate[dimension=3]" in rewritten_jaxpr and "concatenate" not in xla_jaxpr
   # Off CPU no custom VJP: XLA's forward, input and weight gradient convolutions, nothing else.
   assert xla_jaxpr.count("conv_general_dilated[") == 3
-
-
-
-@pytest.mark.parametrize("name, options", [
-    ("segnet", {"widths": (4, 8)}), ("unet", {"width_multiplier": 0.0625, "depth": 2})])
-def test_models_train_alike_with_either_form(name, options):
-  """A model's loss and gradients traced for the CPU and for an accelerator agree."""
-  model = models.build(name, 2, **options)
-  x = _random((2, 16, 16, 3), 2)
-  variables = model.init(jax.random.key(0), x)
-
-  def loss(params, x):
-    logits, _ = model.apply({**variables, "params": params}, x, train=True,
-                            mutable=["batch_stats"])
-    return jnp.sum(jnp.sin(logits))
-
-  results = {}
-  for platform in ("cpu", "gpu"):
-    with backend.platform_scope(platform):
-      results[platform] = jax.jit(jax.value_and_grad(loss))(variables["params"], x)
-  _assert_close(results["cpu"], results["gpu"], rtol=2e-3)

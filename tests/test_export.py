@@ -34,10 +34,14 @@ def _onnx_run(model, images):
   return session.run(None, {"images": images})[0]
 
 
+# Fewer dense layers than test_models' FC-DenseNet: the same operations, half the compile time.
+SMALLER = {"fc_densenet": {"blocks": (1, 1, 1, 1), "bottleneck_blocks": 1}}
+
+
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_exports_match_segjax_prediction(case):
   height, width = case.sizes[0]
-  model = case.build()
+  model = case.build(**SMALLER.get(case.name, {}))
   variables = numpy_variables(model, (1, height, width, case.channels))
   # per_image normalisation and flip averaging: the most of the run's preprocessing inside.
   flip = case.name == "simple_fcn"
@@ -47,8 +51,9 @@ def test_exports_match_segjax_prediction(case):
                                              dtype=np.uint8)
   expected = np.asarray(jax.jit(predict, compiler_options=FAST_COMPILE)(images))
 
-  # The stride found is the model's total stride: half of it does not trace.
-  strides = (case.stride // 2, case.stride) if case.stride > 1 else (1,)
+  # The stride found is the model's total stride (for SegNet: half of it does not trace;
+  # the search itself is tested below).
+  strides = (case.stride // 2, case.stride) if case.name == "segnet" else (case.stride,)
   exported, rule = stablehlo.export(predict, (height, width), case.channels, strides=strides)
   assert rule == {"multiple_of": case.stride}
   restored = jax_export.deserialize(exported.serialize())

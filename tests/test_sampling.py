@@ -93,8 +93,10 @@ def test_position_saved_on_two_processes_resumes_on_one():
 
 def test_position_of_another_stream_is_refused():
   state = pipeline.train_loader(IndexedSource(37), stream_config()).get_state()
-  for source, config, what in ((IndexedSource(36), stream_config(), "num_records 37 saved, 36"),
-                               (IndexedSource(37), stream_config(seed=4), "seed 3 saved, 4")):
+  for source, config, what in (
+      (IndexedSource(36), stream_config(), "source 'IndexedSource.37.' saved, 'Indexed.*"
+                                           "num_records 37 saved, 36 now"),
+      (IndexedSource(37), stream_config(seed=4), "seed 3 saved, 4 now")):
     with pytest.raises(ValueError, match=what):
       pipeline.train_loader(source, config).set_state(state)
 
@@ -108,8 +110,11 @@ def test_repeat_factors_follow_lvis():
   factors = sampling.repeat_factors(presence, threshold=0.08)
   np.testing.assert_allclose(factors[:2], 2.0)  # sqrt(0.08 / 0.02)
   np.testing.assert_allclose(factors[2:], 1.0)  # Classes above the threshold: once.
-  with pytest.raises(ValueError, match="repeat_threshold"):
-    sampling.repeat_factors(presence, 0.0)
+  sampling.check("repeat_factor", 0.08)
+  with pytest.raises(ValueError, match=r"dataset.repeat_threshold=0.0 must be > 0"):
+    sampling.check("repeat_factor", 0.0)
+  with pytest.raises(ValueError, match=r"dataset.sampler='balanced': use one of uniform, rep"):
+    sampling.check("balanced", 0.1)
 
 
 def test_repeat_factor_stream_statistics():

@@ -45,8 +45,8 @@ SETTINGS = (
 DRY_RUN_SETTINGS = ("unet_b8_512_bf16", "segnet_b16_256_bf16_rewritten_ops")
 DRY_RUN = {"dataset.image_size": 32, "batch_size": 2,
            "cpu_conv_kernels": "default"}  # No autotuning: it compiles the step twice.
-DRY_RUN_MODEL = {"unet": {"model.depth": 2, "model.width_multiplier": 0.0625},
-                 "segnet": {"model.widths": (8, 16)}}
+DRY_RUN_MODEL = {"unet": {"model.depth": 1, "model.width_multiplier": 0.0625},
+                 "segnet": {"model.widths": (8,)}}
 
 
 def load_config(path: str, overrides: dict):
@@ -101,6 +101,8 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
 
   sys.path.insert(0, REPO)
+  from segjax import host_memory
+  host_memory.configure()  # As segjax.benchmark does, before JAX starts (a no-op off CPU).
   import jax
   from segjax import benchmark
   from segjax.models import backend

@@ -1,21 +1,33 @@
 #!/bin/bash
 # Uniform vs repeat-factor sampling on an unbalanced dataset (triangles in 2.5% of
-# the training images). Run from the repository root; DATA defaults to /tmp.
-#   bash experiments/repeat_factor_sampling/run.sh
+# the training images), two runs side by side. Run from the repository root:
+#   bash experiments/repeat_factor_sampling/run.sh colour   # simple_fcn, classes by hue
+#   bash experiments/repeat_factor_sampling/run.sh shapes   # U-Net x0.25, classes by shape
+# The images go to $DATA (default /tmp/rfs_<variant>), prepared data to $DATA/tfds.
 set -e
 HERE=experiments/repeat_factor_sampling
-DATA=${DATA:-/tmp/rfs_data}  # The generated images; prepared data in $DATA/tfds.
-[ -d "$DATA/train" ] || PYTHONPATH=. python $HERE/make_dataset.py "$DATA"
-common=(--config configs/unet.py --config.dataset.name=image_folder
-  --config.dataset.source_dir="$DATA" --config.dataset.num_classes=4
-  "--config.dataset.class_names=('background','disk','square','triangle')"
-  --config.dataset.data_dir="$DATA/tfds" --config.model.width_multiplier=0.25
-  --config.num_train_steps=800 --config.eval_every_steps=200 --config.log_every_steps=50)
-python -m segjax.main "${common[@]}" --workdir runs/rfs_uniform > $HERE/uniform.log 2>&1 &
+VARIANT=$1
+DATA=${DATA:-/tmp/rfs_$VARIANT}
+case $VARIANT in
+  colour) make=(--colour); model=(--config configs/simple_fcn_digits.py
+            --config.num_train_steps=600 --config.eval_every_steps=150 --config.log_every_steps=50) ;;
+  shapes) make=(); model=(--config configs/unet.py --config.model.width_multiplier=0.25
+            --config.num_train_steps=800 --config.eval_every_steps=200 --config.log_every_steps=50) ;;
+  *) echo "usage: $0 colour|shapes"; exit 2 ;;
+esac
+[ -d "$DATA/train" ] || PYTHONPATH=. python $HERE/make_dataset.py "$DATA" "${make[@]}"
+common=("${model[@]}" --config.dataset.name=image_folder --config.dataset.source_dir="$DATA"
+  --config.dataset.num_classes=4 "--config.dataset.class_names=('background','disk','square','triangle')"
+  --config.dataset.data_dir="$DATA/tfds")
+OUT=$HERE/$VARIANT
+mkdir -p $OUT
+python -m segjax.main "${common[@]}" --workdir runs/rfs_${VARIANT}_uniform > $OUT/uniform.log 2>&1 &
 # The second run starts once the first has prepared the dataset.
-until grep -q "^dataset image_folder" $HERE/uniform.log; do sleep 5; done
-python -m segjax.main "${common[@]}" --workdir runs/rfs_repeat_factor \
+until grep -q "^dataset image_folder" $OUT/uniform.log; do sleep 5; done
+python -m segjax.main "${common[@]}" --workdir runs/rfs_${VARIANT}_repeat_factor \
   --config.dataset.sampler=repeat_factor --config.dataset.repeat_threshold=0.5 \
-  > $HERE/repeat_factor.log 2>&1 &
+  > $OUT/repeat_factor.log 2>&1 &
 wait
-for run in uniform repeat_factor; do cp runs/rfs_$run/metrics.jsonl $HERE/metrics_$run.jsonl; done
+for run in uniform repeat_factor; do
+  cp runs/rfs_${VARIANT}_$run/metrics.jsonl $OUT/metrics_$run.jsonl
+done

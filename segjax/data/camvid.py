@@ -77,24 +77,11 @@ class Camvid(folder_builder.FolderBuilder):
     return stored, mask
 
 
-def label_table(ignore_index: int) -> np.ndarray:
-  """uint8 (256,): stored value -> class; void (11) -> ignore_index."""
-  table = np.full(256, ignore_index, np.uint8)
-  table[:VOID] = np.arange(VOID)
-  return table
-
-
 @register("camvid")
 def load(dataset_config: ml_collections.ConfigDict) -> SegmentationData:
-  if dataset_config.ignore_index < len(CLASS_NAMES):
-    raise DatasetError(f"dataset.ignore_index={dataset_config.ignore_index} is a CamVid "
-                       f"class: use a value >= {len(CLASS_NAMES)}")
+  sources.check_ignore_index("camvid", dataset_config.ignore_index, len(CLASS_NAMES))
   builder = folder_builder.prepare(Camvid(
       source_dir=dataset_config.source_dir,
       data_dir=tfds_utils.data_dir(dataset_config.data_dir)))
-  table = label_table(dataset_config.ignore_index)
-  split = lambda name: sources.LabelMapSource(tfds_utils.open_split(builder, name), table)
-  return SegmentationData(
-      train=split(dataset_config.train_split), eval=split(dataset_config.eval_split),
-      num_classes=len(CLASS_NAMES), class_names=CLASS_NAMES, num_channels=3,
-      ignore_index=dataset_config.ignore_index)
+  table = sources.class_table(len(CLASS_NAMES), dataset_config.ignore_index)
+  return sources.labelled_splits(builder, dataset_config, table, CLASS_NAMES, tuple(SPLIT_FOLDERS))

@@ -122,19 +122,9 @@ def label_table(target: str, ignore_index: int) -> np.ndarray:
 def load(dataset_config: ml_collections.ConfigDict) -> SegmentationData:
   target = sources.choose_target(NAME, dataset_config.target, TARGETS, "trimap")
   names = TARGETS[target]
-  if dataset_config.ignore_index < len(names):
-    raise DatasetError(f"dataset.ignore_index={dataset_config.ignore_index} is a class of "
-                       f"{NAME} ({target}): use a value >= {len(names)}")
+  sources.check_ignore_index(NAME, dataset_config.ignore_index, len(names))
   table = label_table(target, dataset_config.ignore_index)
   builder = official_files.prepare(OxfordIiitPetTrimaps(
       source_dir=dataset_config.source_dir,
       data_dir=tfds_utils.data_dir(dataset_config.data_dir)))
-
-  def split(name):
-    return sources.LabelMapSource(
-        tfds_utils.open_split(builder, sources.official_split(name)), table)
-
-  return SegmentationData(
-      train=split(dataset_config.train_split), eval=split(dataset_config.eval_split),
-      num_classes=len(names), class_names=names, num_channels=3,
-      ignore_index=dataset_config.ignore_index)
+  return sources.labelled_splits(builder, dataset_config, table, names, tuple(SPLIT_LISTS))

@@ -129,16 +129,14 @@ def synthetic_batch(batch_size: int, height: int, width: int, channels: int, num
 def example_order(data: SegmentationData, config: ml_collections.ConfigDict
                   ) -> sampling.ExampleOrder:
   """The training stream's order of `data.train`'s records (`dataset.sampler`)."""
-  sampler = config.dataset.get("sampler", "uniform")
+  sampler, threshold = config.dataset.sampler, config.dataset.repeat_threshold
+  sampling.check(sampler, threshold)
   if sampler == "uniform":
     return sampling.ExampleOrder(len(data.train), config.seed)
-  if sampler == "repeat_factor":
-    counts = class_stats.cached_pixel_counts(
-        data.train, data.num_classes, data.ignore_index, config.dataset.data_dir,
-        config.dataset.name)
-    factors = sampling.repeat_factors(counts > 0, config.dataset.repeat_threshold)
-    return sampling.ExampleOrder(len(data.train), config.seed, factors)
-  raise ValueError(f"dataset.sampler={sampler!r}: use one of {', '.join(sampling.SAMPLERS)}")
+  counts = class_stats.cached_pixel_counts(data.train, data.num_classes, data.ignore_index,
+                                           config.dataset.data_dir, config.dataset.name)
+  return sampling.ExampleOrder(len(data.train), config.seed,
+                               sampling.repeat_factors(counts > 0, threshold))
 
 
 class _LoadExample:
@@ -181,6 +179,8 @@ class TrainStream:
     self._load = _LoadExample(source, order, [_first_operation(config.dataset),
                                               _Augment(config.dataset), _ToBatchFields()])
     self._num_workers = config.dataset.num_workers
+    # Sources describe themselves stably (no addresses), so this names the split.
+    self._stream = {"source": repr(source), **order.describe()}
     self._start(0)
 
   def _start(self, position: int) -> None:
@@ -208,22 +208,21 @@ class TrainStream:
 
   def get_state(self) -> bytes:
     """The global position of the next batch, and what fixes the stream."""
-    return json.dumps({"position": self.position, **self.order.describe()}).encode()
+    return json.dumps({"position": self.position, **self._stream}).encode()
 
   def set_state(self, state: bytes) -> None:
     """Continues at a saved global position (saved with any batch size and topology).
 
     `{"batches": k}` alone (what an older checkpoint of step k gives) starts
     global batch k of this stream. Raises ValueError when the saved stream is
-    another one: another dataset, seed or sampler.
+    another one: another dataset or split, seed or sampler.
     """
     saved = json.loads(state)
     if set(saved) == {"batches"}:
       self._start(int(saved["batches"]) * self.batch_size)
       return
-    expected = self.order.describe()
-    differing = {key: (saved[key], value) for key, value in expected.items()
-                 if key in saved and saved[key] != value}
+    differing = {key: (saved.get(key), value) for key, value in self._stream.items()
+                 if saved.get(key) != value}
     if differing:
       raise ValueError("the saved data position is of another training stream: " + ", ".join(
           f"{key} {old!r} saved, {new!r} now" for key, (old, new) in differing.items()))

@@ -42,17 +42,23 @@ def example_rng(seed: int, position: int) -> np.random.Generator:
   return _rng(seed, _EXAMPLE, position)
 
 
+def check(sampler: str, repeat_threshold: float) -> None:
+  """A ValueError naming the key when `dataset.sampler` or its option is unusable."""
+  if sampler not in SAMPLERS:
+    raise ValueError(f"dataset.sampler={sampler!r}: use one of {', '.join(SAMPLERS)}")
+  if sampler == "repeat_factor" and not repeat_threshold > 0:
+    raise ValueError(f"dataset.repeat_threshold={repeat_threshold!r} must be > 0 (e.g. 0.1: "
+                     "classes in fewer than 10% of the training images are oversampled)")
+
+
 def repeat_factors(presence: np.ndarray, threshold: float) -> np.ndarray:
   """Per-record repeat factors r_i >= 1 (float64 (N,)) of LVIS's repeat-factor sampling.
 
   Args:
     presence: bool (N, C), whether record i contains class c.
-    threshold: t; classes in fewer than a fraction t of the records are repeated.
+    threshold: t > 0; classes in fewer than a fraction t of the records are repeated.
   """
   presence = np.asarray(presence, bool)
-  if threshold <= 0:
-    raise ValueError(f"dataset.repeat_threshold={threshold} must be > 0 (e.g. 0.1: classes in "
-                     "fewer than 10% of the training images are oversampled)")
   frequency = presence.mean(axis=0)  # f_c; 0 for classes no record contains.
   class_factor = np.sqrt(threshold / np.maximum(frequency, 1e-12))
   factors = np.where(presence, class_factor[None, :], 1.0).max(axis=1, initial=1.0)

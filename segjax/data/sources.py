@@ -111,3 +111,32 @@ def official_split(split: str, available: Sequence[str] = ("train", "test")) -> 
   if split == "validation" and "validation" not in available:
     return "test"
   return split
+
+
+def check_ignore_index(dataset: str, ignore_index: int, num_classes: int) -> None:
+  """A dataset whose stored values are classes 0..num_classes-1 cannot ignore one of them."""
+  if ignore_index < num_classes:
+    raise DatasetError(f"dataset.ignore_index={ignore_index} is a class of {dataset!r}: use a "
+                       f"value >= {num_classes}")
+
+
+def class_table(num_classes: int, ignore_index: int) -> np.ndarray:
+  """uint8 (256,): stored values 0..num_classes-1 are their class, any other is ignored."""
+  table = np.full(256, ignore_index, np.uint8)
+  table[:num_classes] = np.arange(num_classes)
+  return table
+
+
+def labelled_splits(builder, dataset_config, table: np.ndarray, class_names: Sequence[str],
+                    available: Sequence[str]) -> SegmentationData:
+  """The configured train and eval splits of a prepared TFDS builder, mask values mapped
+  through `table`; `available` names the builder's splits (`official_split`)."""
+  from segjax.data import tfds_utils  # Imports tensorflow_datasets: only where it is used.
+
+  def split(name: str) -> LabelMapSource:
+    return LabelMapSource(tfds_utils.open_split(builder, official_split(name, available)), table)
+
+  return SegmentationData(
+      train=split(dataset_config.train_split), eval=split(dataset_config.eval_split),
+      num_classes=len(class_names), class_names=tuple(class_names), num_channels=3,
+      ignore_index=dataset_config.ignore_index)

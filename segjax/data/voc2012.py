@@ -99,24 +99,12 @@ class Voc2012Segmentation(official_files.OfficialFilesBuilder):
                      "file_name": f"{name}.jpg"}
 
 
-def label_table(ignore_index: int) -> np.ndarray:
-  """uint8 (256,): stored value -> class; the border value -> ignore_index."""
-  table = np.full(256, ignore_index, np.uint8)
-  table[:len(CLASS_NAMES)] = np.arange(len(CLASS_NAMES))
-  return table
-
-
 @register("voc2012")
 def load(dataset_config: ml_collections.ConfigDict) -> SegmentationData:
-  if dataset_config.ignore_index < len(CLASS_NAMES):
-    raise DatasetError(f"dataset.ignore_index={dataset_config.ignore_index} is a VOC class: "
-                       f"use a value >= {len(CLASS_NAMES)}")
+  sources.check_ignore_index("voc2012", dataset_config.ignore_index, len(CLASS_NAMES))
   builder = official_files.prepare(Voc2012Segmentation(
       source_dir=dataset_config.source_dir,
       data_dir=tfds_utils.data_dir(dataset_config.data_dir)))
-  table = label_table(dataset_config.ignore_index)
-  split = lambda name: sources.LabelMapSource(tfds_utils.open_split(builder, name), table)
-  return SegmentationData(
-      train=split(dataset_config.train_split), eval=split(dataset_config.eval_split),
-      num_classes=len(CLASS_NAMES), class_names=CLASS_NAMES, num_channels=3,
-      ignore_index=dataset_config.ignore_index)
+  # Stored values 0..20 are classes; the border (255) and any other value are ignored.
+  table = sources.class_table(len(CLASS_NAMES), dataset_config.ignore_index)
+  return sources.labelled_splits(builder, dataset_config, table, CLASS_NAMES, tuple(SPLIT_LISTS))

@@ -1,7 +1,8 @@
 """Writes a run's checkpoint as StableHLO and ONNX files, each with its model.json.
 
-`export_run` restores the checkpoint; `write_exports` takes any inference
-state, so that tests and other callers export without a workdir.
+`export_run` restores the checkpoint (`segjax.restored`); `write_exports` takes
+any model's apply function and variables, so that tests and other callers
+export without a workdir.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from segjax import checkpointing, inference, outputs, train, visualize, writers
+from segjax import inference, restored, visualize, writers
 from segjax import export as export_lib
 from segjax.data import pipeline
 from segjax.export import function, stablehlo
@@ -26,17 +27,6 @@ CHECK_IMAGES = 2  # Random images each artifact is run on and compared with segj
 
 class ExportError(RuntimeError):
   """Some formats could not be written; the message says which and why."""
-
-
-def restore_variables(workdir: str, step: str | int | None = None):
-  """(config, labels, model, variables, step) of a run's checkpoint: a step number, "best",
-  or None for the latest. The variables are host arrays, the moving average where the
-  run kept one."""
-  config, labels = outputs.read_run(workdir)
-  folder = checkpointing.state_folder(workdir, checkpointing.parse_step(step))
-  variables = checkpointing.read_variables(folder)
-  model = train.create_model(config, labels["num_classes"])
-  return config, labels, model, variables, int(os.path.basename(os.path.dirname(folder)))
 
 
 def eval_metrics(workdir: str, step: int) -> dict | None:
@@ -198,12 +188,12 @@ def export_run(workdir: str, output: str, step: str | int | None = None,
   Raises:
     ExportError: a format could not be written (the others were).
   """
-  config, labels, model, variables, step = restore_variables(workdir, step)
-  description = describe(labels, config, step, eval_metrics(workdir, step))
-  results = write_exports(model.apply, variables, description, labels["num_channels"], output, formats,
-                          platforms, output_kind, log=log)
+  run = restored.restore(workdir, step)
+  description = describe(run.labels, run.config, run.step, eval_metrics(workdir, run.step))
+  results = write_exports(run.model.apply, run.variables, description, run.num_channels, output,
+                          formats, platforms, output_kind, log=log)
   failed = {fmt: result for fmt, result in results.items() if isinstance(result, str)}
   if failed:
-    raise ExportError("; ".join(f"{config.model.name} cannot be exported to {fmt}: {why}"
+    raise ExportError("; ".join(f"{run.config.model.name} cannot be exported to {fmt}: {why}"
                                 for fmt, why in failed.items()))
   return results
