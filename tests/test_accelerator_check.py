@@ -1,5 +1,6 @@
 """experiments/accelerator/check.sh: its CPU dry run, the device peaks and the summary table."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -10,8 +11,12 @@ import pytest
 from segjax import device_peaks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "experiments", "accelerator"))
-import benchmarks as accelerator_benchmarks  # noqa: E402
+# Loaded under its own name: a plain `import benchmarks` would shadow the repository's
+# benchmarks/ package (torch_models) for the rest of the test session.
+_spec = importlib.util.spec_from_file_location(
+    "accelerator_benchmarks", os.path.join(REPO, "experiments", "accelerator", "benchmarks.py"))
+accelerator_benchmarks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(accelerator_benchmarks)
 
 
 def test_dry_run_runs_every_step(tmp_path, tfds_dir):
