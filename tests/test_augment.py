@@ -170,7 +170,10 @@ def test_rescale_crop_keeps_image_and_mask_aligned(seed, height, width, crop, ba
   if len(rows) >= 8 and len(cols) >= 8:
     slope_y, slope_x = np.polyfit(np.arange(len(rows)), rows, 1)[0], np.polyfit(
         np.arange(len(cols)), cols, 1)[0]
-    assert abs(slope_y - slope_x) <= 0.15 * max(slope_y, slope_x)
+    # Nearest-neighbour masks are staircases whose phase differs per axis: a least-squares
+    # slope over n samples is off by up to about 1.5 / n on tiny crops.
+    quantisation = 1.5 / min(len(rows), len(cols))
+    assert abs(slope_y - slope_x) <= 0.15 * max(slope_y, slope_x) + quantisation
 
 
 def test_rescale_crop_cat_max_ratio_avoids_one_class_crops():
