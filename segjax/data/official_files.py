@@ -163,6 +163,22 @@ class OfficialFilesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
             for file in self.FILES}
 
 
+
+class SegmentationFilesBuilder(OfficialFilesBuilder, skip_registration=True):
+  """Images with their class masks (and file names); subclasses set `HOMEPAGE`."""
+
+  HOMEPAGE = ""
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self, description=self.__doc__,
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(None, None, 3)),
+            "mask": tfds.features.Image(shape=(None, None, 1)),
+            "file_name": tfds.features.Text(),
+        }),
+        homepage=self.HOMEPAGE)
+
 def prepare(builder: OfficialFilesBuilder) -> OfficialFilesBuilder:
   """Prepares once; a failed preparation leaves no partial folder."""
   if not builder.is_prepared():

@@ -65,21 +65,13 @@ def read_split_list(text: bytes, where: str) -> list[str]:
   return names
 
 
-class OxfordIiitPetTrimaps(official_files.OfficialFilesBuilder):
+class OxfordIiitPetTrimaps(official_files.SegmentationFilesBuilder):
   """Oxford-IIIT Pet images with their trimaps (1 pet, 2 background, 3 border)."""
 
   VERSION = tfds.core.Version("1.0.0")
   FILES = (IMAGES, ANNOTATIONS)
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self, description=self.__doc__,
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 3)),
-            "mask": tfds.features.Image(shape=(None, None, 1)),
-            "file_name": tfds.features.Text(),
-        }),
-        homepage="https://www.robots.ox.ac.uk/~vgg/data/pets/")
+  HOMEPAGE = "https://www.robots.ox.ac.uk/~vgg/data/pets/"
 
   def _split_generators(self, dl_manager):
     del dl_manager

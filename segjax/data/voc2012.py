@@ -58,21 +58,13 @@ def decode_mask(data: bytes, where: str) -> np.ndarray:
   return values
 
 
-class Voc2012Segmentation(official_files.OfficialFilesBuilder):
+class Voc2012Segmentation(official_files.SegmentationFilesBuilder):
   """PASCAL VOC 2012 images with their class masks (0-20, 255 border)."""
 
   VERSION = tfds.core.Version("1.0.0")
   FILES = (ARCHIVE,)
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self, description=self.__doc__,
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 3)),
-            "mask": tfds.features.Image(shape=(None, None, 1)),
-            "file_name": tfds.features.Text(),
-        }),
-        homepage="http://host.robots.ox.ac.uk/pascal/VOC/voc2012/")
+  HOMEPAGE = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/"
 
   def _split_generators(self, dl_manager):
     del dl_manager
