@@ -1,20 +1,48 @@
 """Shared fixtures: a prepared synthetic dataset and a small, fast config."""
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+# One persistent compilation cache for the session, set before JAX is imported
+# and inherited by the processes the tests start (`segjax.main` runs, multi-process
+# checks): a program the suite compiles again, in-process or in a subprocess, is
+# read back instead. A user's own JAX settings are left alone.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _compilation_cache = tempfile.mkdtemp(prefix="segjax-tests-jax-cache-")
+  atexit.register(shutil.rmtree, _compilation_cache, ignore_errors=True)
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _compilation_cache
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
 from segjax import config as config_lib  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tfds_dir(tmp_path_factory):
-  """A TFDS data dir shared by the session (the synthetic skin data is written once)."""
-  return str(tmp_path_factory.mktemp("tfds"))
+  """A TFDS data dir with the synthetic skin data, written once for the whole run.
+
+  With pytest-xdist the workers share one directory; the first to get its lock
+  prepares the data while the others wait for it.
+  """
+  import fcntl
+
+  from segjax import data
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    directory = tmp_path_factory.getbasetemp().parent / "tfds"
+  else:
+    directory = tmp_path_factory.mktemp("tfds")
+  directory.mkdir(exist_ok=True)
+  with open(directory.parent / "tfds.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    data.load(small_config(str(directory)).dataset)
+  return str(directory)
 
 
 def small_config(data_dir: str):
