@@ -35,6 +35,7 @@ def get_config(skin_sfa_dir: str = ""):
   """No argument: synthetic data; a folder: the SFA skin images and masks there."""
   config = config_lib.base_config()
   config.model.name = "segnet"
+  config.model.widths = (64, 128, 256, 512)  # Encoder levels (the seed's); the decoder mirrors.
   config.dataset.name = "synthetic_skin"
   config.dataset.image_size = 64
   config.dataset.augmentations = ("flip",)

@@ -2,7 +2,7 @@
 checkpoints, non-finite steps, and a second run on a workdir in use.
 
 Every run is the command line (`python -m segjax.main`) in a subprocess:
-SegNet at 1/8 width on 32x32 synthetic skin, batch 8, a constant learning
+SegNet with two levels at 1/8 width on 32x32 synthetic skin, batch 8, a constant learning
 rate (so that the number of steps is not part of the compiled program). The
 runs share a persistent compilation cache, so only the first run of each
 program compiles. The last tests check the pieces in-process.
@@ -40,6 +40,7 @@ _run_ids = itertools.count()
 def flags(data_dir, **overrides) -> list[str]:
   values = {
       "dataset.data_dir": data_dir, "dataset.image_size": 32, "model.width_multiplier": 0.125,
+      "model.widths": "(64,128)",  # Two SegNet levels: every kind of layer, half the compile.
       "batch_size": 8, "eval_batch_size": 16, "num_train_steps": STEPS,
       "lr_schedule": "constant", "learning_rate": 1e-3,
       "checkpoint_every_steps": CHECKPOINT_EVERY, "log_every_steps": 1,

@@ -55,7 +55,8 @@ if [[ -n "$DRY_RUN" ]]; then
   TESTS=tests/test_backend.py  # Collected only: importing every test module takes long on a CPU.
   PYTEST_FLAGS=(--collect-only -q)
   FIRST_RUN_FLAGS=(--config.num_train_steps=2 --config.dataset.image_size=32
-                   --config.model.width_multiplier=0.125 --config.eval_every_steps=2
+                   --config.model.width_multiplier=0.125 "--config.model.widths=(64,128)"
+                   --config.eval_every_steps=2
                    --config.log_every_steps=1)
   BENCHMARK_FLAGS=(--dry-run)
 else
