@@ -18,8 +18,13 @@ from segjax.config_check import ConfigError
 from segjax.data.images import DatasetError
 from segjax.run_control import WorkdirInUseError
 
+
+class CommandError(Exception):
+  """A command's own check of its input failed; the message says what and what to do."""
+
+
 USER_ERRORS = (ConfigError, DatasetError, CheckpointMismatchError, WorkdirInUseError,
-               FileNotFoundError, NotADirectoryError)
+               CommandError, FileNotFoundError, NotADirectoryError)
 EXIT_USER_ERROR = 2
 
 flags.DEFINE_bool("verbose", False, "Also print the Python traceback of errors in the input.")

@@ -360,6 +360,9 @@ def test_export_command_writes_files_that_run_without_segjax_models(trained, tmp
   result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=300, cwd=repo)
   assert result.returncode == 0, result.stderr[-2000:]
-  from segjax.export import artifacts
-  with pytest.raises(FileNotFoundError, match="no checkpoint at step 4"):
-    artifacts.export_run(workdir, str(tmp_path / "other"), "4")
+  # A step without a checkpoint: one message and the status of a user error, no traceback.
+  result = subprocess.run([sys.executable, "-m", "segjax.export", "--workdir", workdir,
+                           "--output", str(tmp_path / "other"), "--step", "4"],
+                          capture_output=True, text=True, timeout=300, cwd=repo)
+  assert result.returncode == 2 and "no checkpoint at step 4" in result.stderr, result.stderr
+  assert "Traceback" not in result.stderr

@@ -29,9 +29,13 @@ SKIN_TONES = np.array([  # sRGB anchors from light to dark skin.
 ], np.float32)
 
 
+_GRID = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+_GRID.flags.writeable = False  # Shared by every shape drawn.
+
+
 def _grid():
-  yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
-  return yy, xx
+  """(yy, xx): each pixel's row and column, float32 (SIZE, SIZE), read-only."""
+  return _GRID[0], _GRID[1]
 
 
 def _ellipse(rng, cy, cx, ry, rx):

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import app, flags, logging
 
+from segjax import cli
 from segjax.export import artifacts, function
 
 FLAGS = flags.FLAGS
@@ -32,10 +32,9 @@ def main(argv):
   try:
     artifacts.export_run(FLAGS.workdir, FLAGS.output, FLAGS.step, FLAGS.format,
                          FLAGS.platforms, FLAGS.output_kind)
-  except (artifacts.ExportError, ValueError, FileNotFoundError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    sys.exit(1)
+  except (artifacts.ExportError, ValueError) as error:
+    raise cli.CommandError(str(error)) from error
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
