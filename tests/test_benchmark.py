@@ -39,7 +39,7 @@ def result(tmp_path_factory):
   config_file = tmp_path_factory.mktemp("benchmark") / "tiny_segnet.py"
   config_file.write_text(TINY_CONFIG)
   command = [sys.executable, "-m", "segjax.benchmark", "--config", str(config_file),
-             "--config.dataset.image_size=32", "--config.cpu_conv_kernels=autotune",
+             "--config.dataset.image_size=32",
              "--steps", "2", "--warmup", "1",
              "--matmul_size", "256", "--matmul_repeats", "2"]
   if HAS_TORCH:
@@ -65,7 +65,7 @@ def test_json_line(result):
   assert result["gflops_per_sec"] == pytest.approx(
       result["flops_per_step"] / result["step_time_s"] / 1e9)
   assert result["step_time_min_s"] <= result["step_time_s"] <= result["step_time_max_s"]
-  assert result["cpu_conv_kernels"] in ("default", "eigen")  # Autotune's pick.
+  assert result["cpu_conv_kernels"] == "default"  # Autotune's pick: tests/test_cpu_kernels.py.
 
 
 def test_torch_comparison(result):

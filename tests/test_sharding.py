@@ -30,7 +30,7 @@ def eight_device_results():
 
 
 @pytest.mark.parametrize("variant", ["data/float32", "fsdp/float64",
-                                     "grad_accum/float64", "grad_accum_vs_large_batch/float64"])
+                                     "grad_accum_vs_large_batch/float64"])
 def test_eight_devices_match_one(eight_device_results, variant):
   diffs = eight_device_results[variant]
   assert diffs["loss_value"] > 0

@@ -163,11 +163,11 @@ def test_grayscale_loader_position_restores_in_a_new_load(config, tmp_path):
 
 
 def test_eval_covers_split_exactly_once(trained, tfds_dir):
-  """200 validation images in batches of 16: the padded last batch counts 8 images."""
+  """40 validation images in batches of 16: the padded last batch counts 8 images."""
   from segjax import evaluate
   _, workdir, _ = trained
   result = evaluate.evaluate(workdir, step=6)
-  assert result["num_images"] == 200
+  assert result["num_images"] == 40
 
 
 def test_predict_writes_masks_at_original_size_and_names_bad_files(trained, tmp_path):
