@@ -5,7 +5,7 @@ Command (CPU, no data needed: the synthetic skin dataset is generated on first u
 
 SegNet at half the seed's widths (2.9M parameters, a quarter of the FLOPs),
 1000 steps at batch 8 on 64x64 images. Expected: foreground F1 0.92-0.93 and
-mIoU 0.91-0.92 on the synthetic validation split, in 2.5 to 8 minutes on a 2-core
+mIoU 0.91-0.92 on the synthetic validation split, in 2.5 to 9 minutes on a 2-core
 CPU, dataset generation included: 8 min 6 s measured on an idle 2-core machine
 with a 128 GFLOP/s float32 matmul (F1 0.927); longer on a machine shared with
 other jobs (experiments/segnet_skin_synthetic/README.md: the measurements and
