@@ -1,12 +1,10 @@
 """Train steps on simulated CPU devices, compared with the same steps on one device.
 
 Run in a subprocess with XLA_FLAGS=--xla_force_host_platform_device_count=8.
-With `--processes N --process_id I --port P` it is one of N processes joined
-by jax.distributed on 127.0.0.1, and writes its parameters to --out.
-Otherwise prints, per variant, the largest differences as one JSON line.
+Prints, per variant, the largest differences as one JSON line. (Several
+processes are compared through `segjax.main` in test_sharding.py.)
 """
 
-import argparse
 import functools
 import json
 import sys
@@ -14,7 +12,7 @@ import sys
 import jax
 import numpy as np
 
-from segjax import config as config_lib, distributed, sharding, train
+from segjax import config as config_lib, sharding, train
 from segjax.data import pipeline, synthetic_skin
 
 # One float32 step: the variants must agree to float32 rounding. Several steps
@@ -65,17 +63,11 @@ def run_steps(config, devices=None):
   mesh = sharding.create_mesh(config.mesh, devices)
   trainer = train.Trainer(config, model, 2, (32, 32, 3), 255, mesh=mesh)
   batch = global_batch(config.batch_size)
-  rows = len(batch["image"]) // jax.process_count()
-  local = {k: v[jax.process_index() * rows:(jax.process_index() + 1) * rows]
-           for k, v in batch.items()}
   state, losses = trainer.state, []
   for _ in range(STEPS[config.dtype]):
-    state, metrics = trainer.train_step(state, sharding.put_batch(local, trainer.batch_sharding))
+    state, metrics = trainer.train_step(state, sharding.put_batch(batch, trainer.batch_sharding))
     losses.append(metrics["loss"])
-  gather = lambda tree: jax.tree.map(
-      lambda x: np.asarray(jax.experimental.multihost_utils.process_allgather(x, tiled=True)),
-      tree)
-  return gather(state.params), gather(state.batch_stats), np.array(jax.device_get(losses))
+  return jax.device_get((state.params, state.batch_stats, losses))
 
 
 def max_diff(a, b):
@@ -92,21 +84,6 @@ def compare(variant, config_many, config_one):
 
 
 def main():
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--processes", type=int, default=1)
-  parser.add_argument("--process_id", type=int, default=0)
-  parser.add_argument("--port", type=int, default=0)
-  parser.add_argument("--out", default="")
-  args = parser.parse_args()
-  if args.processes > 1:
-    distributed.initialize(f"127.0.0.1:{args.port}", args.processes, args.process_id)
-  if args.out:  # Multi-process comparison: dump this mesh's parameters.
-    jax.config.update("jax_enable_x64", True)
-    params, batch_stats, losses = run_steps(make_config(dtype="float64"))
-    if jax.process_index() == 0:
-      np.savez(args.out, losses=losses, **{f"p{i}": x for i, x in
-                                           enumerate(jax.tree.leaves((params, batch_stats)))})
-    return
   assert jax.device_count() == 8, jax.devices()
   jax.config.update("jax_enable_x64", True)
   results = {}

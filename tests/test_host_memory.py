@@ -13,7 +13,7 @@ from segjax import host_memory
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A jitted program whose 64 MiB intermediate (4096 x 4096 float32) lives in
-# XLA's temporary buffer; prints the fewest minor page faults of ten
+# XLA's temporary buffer; prints the fewest minor page faults of six
 # executions. The fewest, because small allocations of other threads now and
 # then split a freed block and the heap then grows by fresh (faulting) pages:
 # how often depends on the machine. Retaining must make fault-free steps
@@ -28,7 +28,7 @@ _PROBE = textwrap.dedent("""
     for _ in range(3):
       jax.block_until_ready(program(x))
     faults = []
-    for _ in range(10):
+    for _ in range(6):
       before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
       jax.block_until_ready(program(x))
       faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
