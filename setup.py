@@ -30,8 +30,8 @@ setup(
         "tensorflow-datasets>=4.9.10",
     ],
     extras_require={
-        "test": ["pytest>=9.2.0", "pytest-xdist>=3.8.0", "hypothesis>=6.170.15", "portpicker>=1.6.0", "onnx>=1.23.2",
-                 "onnxruntime>=1.32.0"],
+        "test": ["pytest>=9.2.0", "pytest-xdist>=3.8.0", "hypothesis>=6.170.15",
+                 "portpicker>=1.6.0", "onnx>=1.23.2", "onnxruntime>=1.32.0"],
         # `segjax.export --format onnx` writes with onnx and checks with onnxruntime.
         "onnx": ["onnx>=1.23.2", "onnxruntime>=1.32.0"],
         # Only for `segjax.benchmark --compare torch` and `segjax.export.benchmark --torch`.

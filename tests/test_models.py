@@ -457,7 +457,7 @@ def test_bn_momentum_reaches_every_batchnorm(name, kwargs):
   keys = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
   with nn.intercept_methods(record):
     variables = jax.eval_shape(lambda: model.init(keys, x, train=True))
-  with_statistics = {"/".join(str(key.key) for key in path[:-1])
+  with_statistics = {_path(path[:-1])
                      for path, _ in jax.tree_util.tree_leaves_with_path(variables["batch_stats"])}
   assert with_statistics and set(momenta) == with_statistics
   assert set(momenta.values()) == {0.25}, momenta

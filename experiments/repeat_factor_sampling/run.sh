@@ -10,20 +10,19 @@ HERE=experiments/repeat_factor_sampling
 VARIANT=$1
 DATA=${DATA:-/tmp/rfs_$VARIANT}
 case $VARIANT in
-  colour) make=(--colour); STEPS=${STEPS:-600}; model=(--config configs/simple_fcn_digits.py
-            --config.num_train_steps=$STEPS --config.eval_every_steps=$((STEPS / 4))
-            --config.log_every_steps=50) ;;
-  shapes) make=(); STEPS=${STEPS:-800}; model=(--config configs/unet.py
-            --config.model.width_multiplier=0.25 --config.num_train_steps=$STEPS
-            --config.eval_every_steps=$((STEPS / 4)) --config.log_every_steps=50) ;;
+  colour) make=(--colour); DEFAULT_STEPS=600; model=(--config configs/simple_fcn_digits.py) ;;
+  shapes) make=(); DEFAULT_STEPS=800
+          model=(--config configs/unet.py --config.model.width_multiplier=0.25) ;;
   *) echo "usage: $0 colour|shapes"; exit 2 ;;
 esac
+STEPS=${STEPS:-$DEFAULT_STEPS}
+model+=(--config.num_train_steps=$STEPS --config.eval_every_steps=$((STEPS / 4))
+        --config.log_every_steps=50)
 [ -d "$DATA/train" ] || PYTHONPATH=. python $HERE/make_dataset.py "$DATA" "${make[@]}"
 common=("${model[@]}" --config.dataset.name=image_folder --config.dataset.source_dir="$DATA"
   --config.dataset.num_classes=4 "--config.dataset.class_names=('background','disk','square','triangle')"
   --config.dataset.data_dir="$DATA/tfds")
 OUT=$HERE/$VARIANT
-DEFAULT_STEPS=$([ "$VARIANT" = colour ] && echo 600 || echo 800)
 [ "$STEPS" = "$DEFAULT_STEPS" ] || OUT=$HERE/${VARIANT}_${STEPS}_steps
 mkdir -p $OUT
 python -m segjax.main "${common[@]}" --workdir runs/rfs_${VARIANT}_${STEPS}_uniform > $OUT/uniform.log 2>&1 &
