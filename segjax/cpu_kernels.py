@@ -17,10 +17,21 @@ faster, the conv autoencoder's 1.32x to 1.59x, and SegNet's 0.92x as fast
 Only the train step is affected, and only on the CPU backend; elsewhere the
 setting is ignored. Both ways compute the same function; results differ only by
 float summation order.
+
+Inference (the forward pass alone: evaluation, `segjax.predict`, exported
+models) is compiled with `inference_compiler_options(platform)`: on the CPU,
+`LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT`, which sends every convolution to Eigen
+and each matrix product alone to YNNPACK. With XLA's default, YNNPACK also
+fuses the convolutions around a matrix product into one graph and runs the
+forward 3x3 convolutions of U-Net's shapes at 54 to 111 GFLOP/s, against 70 to
+138 for Eigen. Forward passes on a 2-core CPU were 1.33x (U-Net, batch 4,
+256x256) to 1.48x (SegNet, batch 16, 256x256) faster
+(experiments/inference_benchmark.md, "Profile").
 """
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from typing import Callable
@@ -35,6 +46,26 @@ COMPILER_OPTIONS = {
     "eigen": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"},
 }
 AUTOTUNE_STEPS = 3  # Timed steps per choice, after one untimed step.
+INFERENCE_COMPILER_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+
+
+def inference_compiler_options(platform: str) -> dict | None:
+  """`jax.jit` compiler options for a forward pass on `platform` (see the module docs):
+  None but on the CPU, and there only if this jaxlib accepts them."""
+  if platform != "cpu" or not _accepts(tuple(INFERENCE_COMPILER_OPTIONS.items())):
+    return None
+  return dict(INFERENCE_COMPILER_OPTIONS)
+
+
+@functools.cache
+def _accepts(options: tuple) -> bool:
+  try:
+    jax.jit(lambda x: x + 1, compiler_options=dict(options)).lower(
+        np.float32(0)).compile()
+    return True
+  except jax.errors.JaxRuntimeError:
+    return False
 
 
 def check(choice: str) -> None:

@@ -37,12 +37,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from segjax import losses
+from segjax import cpu_kernels, losses
 from segjax.data import normalize, pipeline
 
 MODES = ("whole", "slide")
 RESIZE_POLICIES = ("squash", "keep_ratio")
 CANVAS_MULTIPLE = 32
+# The normalisation of a network that takes pixel values (0-255) and normalises them
+# itself, as an exported model does.
+PIXELS = "pixels"
 
 
 def network_logits(apply_fn: Callable, variables: dict, images: jax.Array,
@@ -120,7 +123,8 @@ class Options:
     batch_size: images per whole-mode batch (eval_batch_size).
     window_batch_size: windows per slide-mode batch (eval.window_batch_size).
     max_shapes: whole-mode padded shapes compiled at most (eval.max_shapes).
-    normalization: dataset.normalization, or the pretrained encoder's (normalize.mode_for).
+    normalization: dataset.normalization, or the pretrained encoder's (normalize.mode_for);
+      `PIXELS` for a network that normalises itself.
     total_stride: inputs are padded to a multiple of it (the model's).
   """
   mode: str = "whole"
@@ -194,6 +198,8 @@ class Options:
 def _masked_normalize(images: jax.Array, sizes: jax.Array, mode: str) -> jax.Array:
   """(N, H, W, C) pixel values (0-255) with images of `sizes` (N, 2) in the top-left
   corner -> float32 normalised; `per_image` statistics over each image's own pixels."""
+  if mode == PIXELS:
+    return images.astype(jnp.float32)
   if mode != "per_image":
     return normalize.normalize_images(images, mode)
   x = images.astype(jnp.float32)
@@ -319,7 +325,10 @@ class Segmenter:
     self.options = options
     self.batch_sharding = batch_sharding
     self.log = log
-    self._network = jax.jit(functools.partial(network_logits, apply_fn, flip=options.flip))
+    platform = (batch_sharding.mesh.devices.flat[0].platform if batch_sharding is not None
+                else jax.devices()[0].platform)
+    self._network = jax.jit(functools.partial(network_logits, apply_fn, flip=options.flip),
+                            compiler_options=cpu_kernels.inference_compiler_options(platform))
     self.compiled_shapes: list[tuple[int, int]] = []  # Whole-mode network inputs.
     if batch_sharding is not None:
       self._replicated = jax.sharding.NamedSharding(batch_sharding.mesh,

@@ -1,7 +1,8 @@
-"""Segments images with a trained run, at each image's own size.
+"""Segments images with a trained run or an exported model, at each image's own size.
 
   python -m segjax.predict --workdir DIR --input PATH --output DIR [--step N|best]
       [--mode whole|slide] [--flip] [--scales 0.75,1,1.25] [--probabilities]
+  python -m segjax.predict --export DIR --input PATH --output DIR [same options]
 
 PATH is an image file or a folder of them. For every image, of any size, writes
 `NAME_mask.png` (class index per pixel, at the image's original size),
@@ -12,15 +13,25 @@ stride, or windows of the training crop size (`--mode slide`, for large
 photos: memory grows with the window batch, not the photo), at the run's test
 scale; --mode, --flip and --scales replace the run's options. An unreadable
 image is reported by name and skipped; the exit status is then 1.
+
+--export runs the StableHLO file that `segjax.export` wrote in DIR instead of
+a checkpoint (no Orbax, no model code), through the same inference with the
+options its model.json records. The file's outputs take the place of logits:
+probabilities are averaged over windows, scales and flips (mmsegmentation's
+test-time augmentation averages them too), class indices are averaged as
+one-hot votes. Whole images at scale 1 get the workdir's classes; where images
+are resized, the export is fed the resized pixels rounded to uint8.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import Iterable, Iterator
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 from PIL import Image
@@ -31,6 +42,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Workdir of a training run (its config and checkpoints).")
+flags.DEFINE_string("export", None, "Instead of --workdir: a folder written by segjax.export.")
 flags.DEFINE_string("input", None, "An image file or a folder of images.")
 flags.DEFINE_string("output", None, "Folder for NAME_mask.png and NAME_overlay.png.")
 flags.DEFINE_string("step", None, "Checkpoint step to use, or 'best' (default: the latest).")
@@ -46,17 +58,36 @@ _probabilities = jax.jit(losses.probabilities)
 
 class Predictor:
   """A trained model restored from a workdir, with the run's inference options
-  (`overrides`: `inference.Options` fields, e.g. mode="slide")."""
+  (`overrides`: `inference.Options` fields, e.g. mode="slide"); `from_export`
+  builds one from an exported StableHLO file instead."""
 
   def __init__(self, workdir: str, step: int | str | None = None, **overrides):
     """`step`: a number, "best", or None for the latest checkpoint."""
-    self.run = restored.restore(workdir, step)
-    self.step = self.run.step
-    self.num_classes = self.run.num_classes
-    self.num_channels = self.run.num_channels
-    self.class_names = self.run.labels["class_names"]
-    self.segmenter = train.create_segmenter(self.run.config, self.run.model, self.num_channels,
+    run = restored.restore(workdir, step)
+    self.source = f"the step {run.step} checkpoint of {workdir}"
+    self.step, self.variables = run.step, run.variables
+    self.num_classes, self.num_channels = run.num_classes, run.num_channels
+    self.class_names = run.labels["class_names"]
+    self.segmenter = train.create_segmenter(run.config, run.model, self.num_channels,
                                             **overrides)
+    self._probabilities = _probabilities
+
+  @classmethod
+  def from_export(cls, directory: str, **overrides) -> "Predictor":
+    """The StableHLO model `segjax.export` wrote in `directory` (see the module docs)."""
+    from segjax import export
+    model = export.load(directory)
+    predictor = cls.__new__(cls)
+    metadata = model.metadata
+    predictor.source = f"the step {metadata['step']} export in {directory}"
+    predictor.step, predictor.variables = metadata["step"], {}
+    predictor.class_names = [c["name"] for c in metadata["classes"]]
+    predictor.num_classes = len(predictor.class_names)
+    predictor.num_channels = metadata["input"]["channels"]
+    options = exported_options(metadata, overrides)
+    predictor.segmenter = inference.Segmenter(exported_apply(model), options, log=logging.info)
+    predictor._probabilities = lambda scores: scores  # Already probabilities or votes.
+    return predictor
 
   def load_image(self, path: str) -> np.ndarray:
     """uint8 (H, W, C) with the run's channel count, or a ValueError naming the file."""
@@ -72,9 +103,9 @@ class Predictor:
   def predict_many(self, images: Iterable[tuple], probabilities: bool = False) -> Iterator[tuple]:
     """(key, uint8 (H, W) classes, float32 (H, W, K) probabilities or None) of each
     (key, uint8 (H, W, C) image), batched as `segjax.inference.Segmenter` does."""
-    for group in self.segmenter.segment(self.run.variables, images):
+    for group in self.segmenter.segment(self.variables, images):
       classes = group.predictions()
-      probs = inference.to_host(_probabilities(group.logits)) if probabilities else None
+      probs = inference.to_host(self._probabilities(group.logits)) if probabilities else None
       for i, key in enumerate(group.keys):
         if key is not None:
           height, width = group.sizes[i]
@@ -84,6 +115,44 @@ class Predictor:
   def predict(self, image: np.ndarray) -> np.ndarray:
     """uint8 (H, W, C) of any size -> uint8 (H, W) class per pixel."""
     return next(self.predict_many([(0, image)]))[1]
+
+
+def exported_apply(model):
+  """An `apply_fn` over an exported model: pixel values (0-255, float) -> its probabilities,
+  or its class indices one-hot, float32 (N, H, W, max(K, 2))."""
+  kind = model.metadata["output"]["kind"]
+  channels = max(len(model.metadata["classes"]), 2)
+
+  def apply_fn(variables, images, train=False):
+    del variables, train
+    output = model.exported.call(jnp.clip(jnp.round(images), 0, 255).astype(jnp.uint8))
+    if kind == "classes":
+      return jax.nn.one_hot(output, channels, dtype=jnp.float32)
+    return output.astype(jnp.float32)
+  return apply_fn
+
+
+def exported_options(metadata: dict, overrides: dict) -> inference.Options:
+  """The inference options an export's model.json records (exports written before it
+  recorded them: its size rule's), with `overrides`; the flip the export holds is not
+  repeated unless asked for."""
+  rule = metadata["input"]["size"]
+  fields = {field.name for field in dataclasses.fields(inference.Options)}
+  recorded = {k: tuple(v) if isinstance(v, list) else v
+              for k, v in metadata.get("inference", {}).items() if k in fields}
+  options = {"resize": "keep_ratio", **recorded, "image_size": tuple(metadata["training_size"]),
+             **overrides, "flip": overrides.get("flip", False),
+             "normalization": inference.PIXELS}
+  if "fixed" in rule:  # The model takes one size: whole images are squashed to it.
+    options["image_size"], options["total_stride"] = tuple(rule["fixed"]), 1
+    if options.get("mode", "whole") == "whole":
+      options["resize"] = "squash"
+  else:
+    options["total_stride"] = rule["multiple_of"]
+  if metadata.get("normalization") == "per_image":
+    logging.warning("the export normalises per image over its whole input, padding included; "
+                    "padded images get slightly different statistics than with --workdir")
+  return inference.Options(**options)
 
 
 def list_images(path: str) -> list[str]:
@@ -129,9 +198,13 @@ def predict_paths(predictor: Predictor, paths: list[str], output: str,
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  for name in ("workdir", "input", "output"):
+  for name in ("input", "output"):
     if not getattr(FLAGS, name):
       raise app.UsageError(f"--{name} is required")
+  if bool(FLAGS.workdir) == bool(FLAGS.export):
+    raise app.UsageError("give --workdir (a training run) or --export (segjax.export's output)")
+  if FLAGS.export and FLAGS.step:
+    raise app.UsageError("--step chooses a checkpoint of --workdir; an export holds one step")
   overrides = {}
   if FLAGS.mode:
     overrides["mode"] = FLAGS.mode
@@ -143,10 +216,10 @@ def main(argv):
     except ValueError:
       raise app.UsageError(f"--scales {','.join(FLAGS.scales)}: give numbers, e.g. 0.75,1,1.25")
   paths = list_images(FLAGS.input)
-  predictor = Predictor(FLAGS.workdir, FLAGS.step, **overrides)
+  predictor = (Predictor.from_export(FLAGS.export, **overrides) if FLAGS.export
+               else Predictor(FLAGS.workdir, FLAGS.step, **overrides))
   errors = predict_paths(predictor, paths, FLAGS.output, FLAGS.probabilities)
-  print(f"{len(paths) - len(errors)} of {len(paths)} images segmented with the step "
-        f"{predictor.step} checkpoint of {FLAGS.workdir} "
+  print(f"{len(paths) - len(errors)} of {len(paths)} images segmented with {predictor.source} "
         f"({inference.cost_note(predictor.segmenter.options)}); outputs in {FLAGS.output}")
   if errors:
     sys.exit(1)

@@ -80,3 +80,22 @@ def test_other_backends_keep_xla_defaults(monkeypatch):
   name, _ = cpu_kernels.resolve("eigen", lambda options: built.append(options) or _build(options),
                                 None, None)
   assert name == "default" and built == [None]
+
+
+def test_forward_pass_options_are_for_the_cpu_only_and_keep_the_result():
+  assert cpu_kernels.inference_compiler_options("gpu") is None
+  assert cpu_kernels.inference_compiler_options("tpu") is None
+  options = cpu_kernels.inference_compiler_options("cpu")
+  assert options == cpu_kernels.INFERENCE_COMPILER_OPTIONS  # The tested jaxlib takes them.
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 16, 16, 24)).astype(np.float32)
+  kernel = rng.normal(size=(3, 3, 24, 32)).astype(np.float32)
+  dense = rng.normal(size=(32, 8)).astype(np.float32)
+
+  def forward(x):  # A convolution feeding a matrix product: what YNNPACK fuses by default.
+    y = jax.nn.relu(jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                                 dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    return y @ dense
+  np.testing.assert_allclose(jax.jit(forward, compiler_options=options)(x),
+                             jax.jit(forward)(x), rtol=1e-4, atol=1e-4)
+  assert not cpu_kernels._accepts((("xla_cpu_no_such_option", "1"),))

@@ -360,9 +360,28 @@ def test_export_command_writes_files_that_run_without_segjax_models(trained, tmp
   result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=300, cwd=repo)
   assert result.returncode == 0, result.stderr[-2000:]
+  _check_predict_from_export(workdir, str(output))
   # A step without a checkpoint: one message and the status of a user error, no traceback.
   result = subprocess.run([sys.executable, "-m", "segjax.export", "--workdir", workdir,
                            "--output", str(tmp_path / "other"), "--step", "4"],
                           capture_output=True, text=True, timeout=300, cwd=repo)
   assert result.returncode == 2 and "no checkpoint at step 4" in result.stderr, result.stderr
   assert "Traceback" not in result.stderr
+
+
+def _check_predict_from_export(workdir, export_dir):
+  """segjax.predict from the StableHLO export segments as from the checkpoint it holds:
+  a whole image at its own size (the export gets the same pixels), then one squashed
+  as the run does (resized pixels rounded to uint8) in slide mode with flips."""
+  from segjax import predict
+  rng = np.random.default_rng(1)
+  for options, size, least in (({"resize": "keep_ratio"}, (50, 70), 0.999),
+                               ({"mode": "slide", "flip": True}, (33, 21), 0.98)):
+    images = [(0, rng.integers(0, 256, size + (3,), dtype=np.uint8))]
+    _, expected, _ = next(predict.Predictor(workdir, 6, **options).predict_many(images))
+    exported = predict.Predictor.from_export(export_dir, **options)
+    assert exported.segmenter.options.resize == options.get("resize", "squash")  # The run's.
+    _, mask, probs = next(exported.predict_many(images, probabilities=True))
+    assert mask.shape == expected.shape == size and probs.shape == size + (2,)
+    assert np.mean(mask == expected) >= least, options
+    np.testing.assert_allclose(probs.sum(-1), 1, atol=1e-5)

@@ -22,6 +22,8 @@ import jax
 import numpy as np
 from jax import export as jax_export
 
+from segjax import cpu_kernels
+
 STABLEHLO_DIR, STABLEHLO_FILE = "stablehlo", "model.jax_export"
 ONNX_DIR, ONNX_FILE = "onnx", "model.onnx"
 METADATA_FILE = "model.json"
@@ -37,7 +39,9 @@ class ExportedModel:
 
   def __init__(self, exported: jax_export.Exported, metadata: dict):
     self.exported, self.metadata = exported, metadata
-    self._call = jax.jit(exported.call)  # Compiled once per input shape.
+    # Compiled once per input shape, with segjax's forward-pass kernels on the CPU.
+    self._call = jax.jit(exported.call, compiler_options=cpu_kernels.inference_compiler_options(
+        jax.devices()[0].platform))
 
   def check(self, images: np.ndarray) -> None:
     """Raises ValueError unless `images` is uint8 (N, H, W, C) that the model takes."""

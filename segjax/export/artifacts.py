@@ -68,6 +68,12 @@ def describe(labels: dict, config, step: int | None, metrics: dict | None) -> di
       "normalization": options.normalization,
       "flip": options.flip,
       "training_size": list(pipeline.image_size(config.dataset)),
+      # What `segjax.predict --export` segments with (segjax.inference.Options).
+      "inference": {"mode": options.mode, "scales": list(options.scales),
+                    "resize": options.resize, "scale": list(options.scale),
+                    "stride": list(options.stride), "batch_size": options.batch_size,
+                    "window_batch_size": options.window_batch_size,
+                    "max_shapes": options.max_shapes},
       "metrics": metrics,
       "metrics_source": (f"metrics.jsonl, eval at step {step}" if metrics else
                          f"none: metrics.jsonl has no evaluation at step {step}"),

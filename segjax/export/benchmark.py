@@ -30,7 +30,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from segjax import benchmark as train_benchmark, inference, train
+from segjax import benchmark as train_benchmark, cpu_kernels, inference, train
 from segjax.data import pipeline
 from segjax.export import function, onnx_graph, stablehlo
 
@@ -57,7 +57,10 @@ def _segjax_runners(config, num_classes: int, channels: int, size: tuple[int, in
                                          providers=["CPUExecutionProvider"])
   log(f"ONNX converted and loaded in {time.perf_counter() - start:.1f} s "
       f"(onnxruntime {onnxruntime.__version__})")
-  jitted, from_stablehlo = jax.jit(predict), jax.jit(restored.call)
+  options = cpu_kernels.inference_compiler_options(jax.devices()[0].platform)
+  log(f"forward-pass compiler options: {options}")
+  jitted = jax.jit(predict, compiler_options=options)
+  from_stablehlo = jax.jit(restored.call, compiler_options=options)
   return {
       "segjax_jit": lambda images: np.asarray(jitted(images)),
       "stablehlo": lambda images: np.asarray(from_stablehlo(images)),
