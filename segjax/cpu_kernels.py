@@ -22,11 +22,12 @@ Inference (the forward pass alone: evaluation, `segjax.predict`, exported
 models) is compiled with `inference_compiler_options(platform)`: on the CPU,
 `LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT`, which sends every convolution to Eigen
 and each matrix product alone to YNNPACK. With XLA's default, YNNPACK also
-fuses the convolutions around a matrix product into one graph and runs the
-forward 3x3 convolutions of U-Net's shapes at 54 to 111 GFLOP/s, against 70 to
-138 for Eigen. Forward passes on a 2-core CPU were 1.33x (U-Net, batch 4,
-256x256) to 1.48x (SegNet, batch 16, 256x256) faster
-(experiments/inference_benchmark.md, "Profile").
+fuses the convolutions around a matrix product into one graph; alone, U-Net's
+3x3 convolutions ran at 55 to 118 GFLOP/s there and at 63 to 121 with Eigen on
+a 2-core CPU, and whole forward passes were 1.29x (U-Net, batch 4, 256x256)
+and 1.42x (SegNet, batch 16) faster with the option
+(experiments/inference_benchmark/forward_kernels.log;
+experiments/inference_benchmark.md, "Profile").
 """
 
 from __future__ import annotations
