@@ -51,10 +51,11 @@ INFERENCE_COMPILER_OPTIONS = {
     "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 
-def inference_compiler_options(platform: str) -> dict | None:
-  """`jax.jit` compiler options for a forward pass on `platform` (see the module docs):
-  None but on the CPU, and there only if this jaxlib accepts them."""
-  if platform != "cpu" or not _accepts(tuple(INFERENCE_COMPILER_OPTIONS.items())):
+def inference_compiler_options(platform: str | None = None) -> dict | None:
+  """`jax.jit` compiler options for a forward pass on `platform` (default: JAX's default
+  backend; see the module docs): None but on the CPU, and there only if this jaxlib
+  accepts them."""
+  if (platform or jax.default_backend()) != "cpu" or not _accepts(tuple(INFERENCE_COMPILER_OPTIONS.items())):
     return None
   return dict(INFERENCE_COMPILER_OPTIONS)
 

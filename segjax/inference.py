@@ -326,7 +326,7 @@ class Segmenter:
     self.batch_sharding = batch_sharding
     self.log = log
     platform = (batch_sharding.mesh.devices.flat[0].platform if batch_sharding is not None
-                else jax.devices()[0].platform)
+                else None)
     self._network = jax.jit(functools.partial(network_logits, apply_fn, flip=options.flip),
                             compiler_options=cpu_kernels.inference_compiler_options(platform))
     self.compiled_shapes: list[tuple[int, int]] = []  # Whole-mode network inputs.

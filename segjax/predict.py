@@ -64,30 +64,31 @@ class Predictor:
   def __init__(self, workdir: str, step: int | str | None = None, **overrides):
     """`step`: a number, "best", or None for the latest checkpoint."""
     run = restored.restore(workdir, step)
-    self.source = f"the step {run.step} checkpoint of {workdir}"
-    self.step, self.variables = run.step, run.variables
-    self.num_classes, self.num_channels = run.num_classes, run.num_channels
-    self.class_names = run.labels["class_names"]
-    self.segmenter = train.create_segmenter(run.config, run.model, self.num_channels,
-                                            **overrides)
-    self._probabilities = _probabilities
+    self._set_up(f"the step {run.step} checkpoint of {workdir}", run.step, run.variables,
+                 run.num_classes, run.num_channels, run.labels["class_names"],
+                 train.create_segmenter(run.config, run.model, run.num_channels, **overrides),
+                 _probabilities)
 
   @classmethod
   def from_export(cls, directory: str, **overrides) -> "Predictor":
     """The StableHLO model `segjax.export` wrote in `directory` (see the module docs)."""
     from segjax import export
     model = export.load(directory)
-    predictor = cls.__new__(cls)
     metadata = model.metadata
-    predictor.source = f"the step {metadata['step']} export in {directory}"
-    predictor.step, predictor.variables = metadata["step"], {}
-    predictor.class_names = [c["name"] for c in metadata["classes"]]
-    predictor.num_classes = len(predictor.class_names)
-    predictor.num_channels = metadata["input"]["channels"]
-    options = exported_options(metadata, overrides)
-    predictor.segmenter = inference.Segmenter(exported_apply(model), options, log=logging.info)
-    predictor._probabilities = lambda scores: scores  # Already probabilities or votes.
+    names = [c["name"] for c in metadata["classes"]]
+    segmenter = inference.Segmenter(exported_apply(model), exported_options(metadata, overrides),
+                                    log=logging.info)
+    predictor = cls.__new__(cls)
+    predictor._set_up(f"the step {metadata['step']} export in {directory}", metadata["step"], {},
+                      len(names), metadata["input"]["channels"], names, segmenter,
+                      lambda scores: scores)  # Already probabilities or votes.
     return predictor
+
+  def _set_up(self, source: str, step, variables: dict, num_classes: int, num_channels: int,
+              class_names, segmenter: inference.Segmenter, to_probabilities) -> None:
+    self.source, self.step, self.variables = source, step, variables
+    self.num_classes, self.num_channels, self.class_names = num_classes, num_channels, class_names
+    self.segmenter, self._probabilities = segmenter, to_probabilities
 
   def load_image(self, path: str) -> np.ndarray:
     """uint8 (H, W, C) with the run's channel count, or a ValueError naming the file."""

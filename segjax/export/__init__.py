@@ -40,8 +40,8 @@ class ExportedModel:
   def __init__(self, exported: jax_export.Exported, metadata: dict):
     self.exported, self.metadata = exported, metadata
     # Compiled once per input shape, with segjax's forward-pass kernels on the CPU.
-    self._call = jax.jit(exported.call, compiler_options=cpu_kernels.inference_compiler_options(
-        jax.devices()[0].platform))
+    self._call = jax.jit(exported.call,
+                         compiler_options=cpu_kernels.inference_compiler_options())
 
   def check(self, images: np.ndarray) -> None:
     """Raises ValueError unless `images` is uint8 (N, H, W, C) that the model takes."""

@@ -57,7 +57,7 @@ def _segjax_runners(config, num_classes: int, channels: int, size: tuple[int, in
                                          providers=["CPUExecutionProvider"])
   log(f"ONNX converted and loaded in {time.perf_counter() - start:.1f} s "
       f"(onnxruntime {onnxruntime.__version__})")
-  options = cpu_kernels.inference_compiler_options(jax.devices()[0].platform)
+  options = cpu_kernels.inference_compiler_options()
   log(f"forward-pass compiler options: {options}")
   jitted = jax.jit(predict, compiler_options=options)
   from_stablehlo = jax.jit(restored.call, compiler_options=options)
