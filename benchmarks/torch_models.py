@@ -147,9 +147,9 @@ class TorchTrainer:
       if others or config.get("class_weights"):
         raise ValueError("the PyTorch comparison runs unweighted cross-entropy alone "
                          f"(config loss_weights {dict(config.loss_weights)})")
-    from segjax import train  # Normalisation and model options as training reads them.
+    from segjax.models import factory
     from segjax.data import normalize
-    normalization = normalize.mode_for(config, train.create_model(config, num_classes))
+    normalization = normalize.mode_for(config, factory.create_model(config, num_classes))
     if normalization != "unit":
       raise ValueError("the PyTorch comparison normalises as dataset.normalization='unit' only "
                        f"(this config's: {normalization!r})")
@@ -162,7 +162,7 @@ class TorchTrainer:
     self.amp_dtype = torch.bfloat16 if config.dtype == "bfloat16" else None
     if device == "cuda":
       torch.backends.cudnn.benchmark = True  # Picks the fastest kernel per shape, once.
-    skip = getattr(train, "NON_MODEL_KEYS", ("name",))
+    skip = factory.NON_MODEL_KEYS
     options = {k: v for k, v in config.model.items() if k not in skip}
     memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
     self.model = build(config.model.name, num_classes, channels, **options).to(

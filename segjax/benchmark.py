@@ -4,7 +4,7 @@
       [--steps 20] [--warmup 3] [--compare torch]
 
 The model, train state and jitted step are built as training builds them
-(`train.create_model`, `train.Trainer`: the mesh, the batch sharding, the
+(`factory.create_model`, `trainer_lib.Trainer`: the mesh, the batch sharding, the
 donated state); the batch is a fixed synthetic uint8 batch of the config's
 `batch_size` and `dataset.image_size`, so no dataset is prepared. Reported:
 
@@ -20,7 +20,7 @@ donated state); the batch is a fixed synthetic uint8 batch of the config's
   matmul_peak_gflops this machine's float32 matmul rate, best of several
                      `--matmul_size` square matmuls, before and after the steps.
   mfu                model FLOP utilisation: gflops_per_sec over the devices'
-                     peak (`segjax.device_peaks`: the datasheet peak of the
+                     peak (`segjax.runtime.device_peaks`: the datasheet peak of the
                      precision the step's matrix products run at,
                      `peak_precision`, times the device count); on a device
                      not in that table (a CPU) the measured matmul peak
@@ -32,9 +32,9 @@ donated state); the batch is a fixed synthetic uint8 batch of the config's
   step_memory_bytes  XLA's memory analysis of the compiled step: arguments,
                      outputs and temporaries (donated buffers once).
   host_memory        "retain" where freed host memory stays in the process
-                     (segjax.host_memory, as in training), else "release".
+                     (segjax.runtime.host_memory, as in training), else "release".
   cpu_conv_kernels   the convolution kernels the step was compiled with
-                     (`config.cpu_conv_kernels`, segjax.cpu_kernels; "autotune"
+                     (`config.cpu_conv_kernels`, segjax.runtime.cpu_kernels; "autotune"
                      has picked one while the Trainer was built).
 
 `--compare torch` also builds the same architecture in PyTorch
@@ -47,7 +47,7 @@ segjax images/s over PyTorch images/s (`cpu_ratio`: the same in CPU time;
 `ratio_min`: of the fastest step of each). `torch_flops_per_step` is
 PyTorch's count of the model's FLOPs (its FLOP counter, forward + backward),
 the useful work of the architecture. PyTorch runs in the same process, so it
-allocates under the same malloc settings (segjax.host_memory);
+allocates under the same malloc settings (segjax.runtime.host_memory);
 SEGJAX_HOST_MEMORY=release times both with glibc's defaults.
 
 Human-readable lines go first; the last stdout line is one JSON object.
@@ -66,7 +66,7 @@ import time
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from segjax import device_peaks, host_memory
+from segjax.runtime import device_peaks, host_memory
 
 FLAGS = flags.FLAGS
 
@@ -149,8 +149,9 @@ def run(config, steps: int = 20, warmup: int = 3, compare: str = "",
   """Builds and times the train step of `config`; returns the measurements."""
   import jax
 
-  from segjax import sharding as sharding_lib
-  from segjax import train
+  from segjax.runtime import sharding as sharding_lib
+  from segjax.models import factory
+  from segjax.training import trainer as trainer_lib
   from segjax.data import pipeline
 
   if steps < 1 or warmup < 0:
@@ -173,8 +174,8 @@ def run(config, steps: int = 20, warmup: int = 3, compare: str = "",
   log(f"float32 matmul {matmul_size}x{matmul_size}: {matmul_peak:.1f} GFLOP/s (best of "
       f"{matmul_repeats})")
 
-  model = train.create_model(config, num_classes)
-  trainer = train.Trainer(config, model, num_classes, (height, width, channels),
+  model = factory.create_model(config, num_classes)
+  trainer = trainer_lib.Trainer(config, model, num_classes, (height, width, channels),
                           config.dataset.ignore_index)
   state = trainer.state
   result["parameters"] = int(sum(x.size for x in jax.tree.leaves(state.params)))

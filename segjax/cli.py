@@ -13,10 +13,10 @@ import traceback
 
 from absl import app, flags
 
-from segjax.checkpointing import CheckpointMismatchError
-from segjax.config_check import ConfigError
 from segjax.data.images import DatasetError
-from segjax.run_control import WorkdirInUseError
+from segjax.training.checkpointing import CheckpointMismatchError
+from segjax.training.config_check import ConfigError
+from segjax.training.run_control import WorkdirInUseError
 
 
 class CommandError(Exception):

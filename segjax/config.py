@@ -96,7 +96,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.grad_accum_steps = 1               # Micro-batches per step (batch_size divides by it).
   c.ema_decay = 0.0                    # > 0: evaluate an exponential moving average of params.
   # Inference of training-time evaluation, segjax.evaluate and segjax.predict
-  # (segjax.inference): images at their own size, scored at their original resolution.
+  # (segjax.inference.segmenter): images at their own size, scored at their original resolution.
   c.eval = ml_collections.ConfigDict()
   c.eval.mode = "whole"                # whole: padded whole images | slide: crop-size windows.
   c.eval.scales = (1.0,)               # Test-time scales (logits averaged), e.g. (0.75, 1, 1.25).
@@ -107,7 +107,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_flip = False                  # Older name of eval.flip (either switches it on).
   c.skip_nonfinite = False             # True: skip (and count) non-finite updates, else stop.
   c.cpu_conv_kernels = "default"       # CPU train step convolutions: default (XLA's choice) |
-                                       # eigen | autotune (the faster; segjax.cpu_kernels).
+                                       # eigen | autotune (the faster; segjax.runtime.cpu_kernels).
 
   c.learning_rate = 1e-3
   c.lr_schedule = "warmup_cosine"      # constant | warmup_cosine | polynomial
@@ -123,7 +123,7 @@ def base_config() -> ml_collections.ConfigDict:
   # statistics included; added to the model's own `frozen_patterns`.
   c.optimizer.freeze = ()
 
-  # The objective: a weighted sum of losses (segjax.losses); 0 switches one off.
+  # The objective: a weighted sum of losses (segjax.scoring.losses); 0 switches one off.
   c.loss_weights = ml_collections.ConfigDict(
       {"cross_entropy": 1.0, "dice": 0.0, "focal": 0.0, "rmse": 0.0})
   # Per-class weights of pixel losses: a tuple (empty: all 1) or "median_frequency" |

@@ -8,7 +8,7 @@ The run's config.json gives the dataset, model and inference options;
 `--config.dataset.*` keys replace the run's (e.g. `--config.dataset.source_dir=PATH
 --config.dataset.split_file=` scores an `image_folder` run on another folder of
 images and masks, the split `--split` names), and `--config.eval.*` keys the
-inference (mode whole|slide, scales, flip, stride; segjax.inference). `--flip`
+inference (mode whole|slide, scales, flip, stride; segjax.inference.segmenter). `--flip`
 is `--config.eval.flip=True`. The dataset must have the run's class count.
 `--step best`: the run's best checkpoint (`config.best_metric`). Prints the
 metrics and a per-class table (IoU, precision, recall, F1, named from
@@ -25,10 +25,11 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from segjax import checkpointing, class_report, cli, config as config_lib, evaluation, losses
-from segjax import metrics as metrics_lib, outputs, restored, train, writers
-from segjax import data as datasets
-from segjax.config_check import ConfigError
+from segjax import cli, config as config_lib, data as datasets
+from segjax.inference import class_report, evaluation
+from segjax.scoring import losses, metrics as metrics_lib
+from segjax.training import checkpointing, outputs, restored, writers
+from segjax.training.config_check import ConfigError
 
 FLAGS = flags.FLAGS
 
@@ -81,7 +82,7 @@ def evaluate(workdir: str, step: int | str | None = None, split: str | None = No
   if data.num_channels != run.num_channels:
     raise ConfigError(f"dataset {config.dataset.name!r} has {data.num_channels}-channel images, "
                       f"the run in {workdir} takes {run.num_channels} (dataset.grayscale)")
-  segmenter = train.create_segmenter(config, run.model, run.num_channels)
+  segmenter = restored.create_segmenter(config, run.model, run.num_channels)
   result = evaluation.evaluate(segmenter, run.variables, data.eval,
                                num_classes=run.num_classes, ignore_index=data.ignore_index,
                                objective=losses.from_config(config))

@@ -14,7 +14,9 @@ under SLURM / a TPU pod, which are detected.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from segjax import cli, distributed, host_memory, outputs, train
+from segjax import cli
+from segjax.runtime import distributed, host_memory
+from segjax.training import outputs, trainer
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
@@ -34,7 +36,7 @@ def main(argv):
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   config_path = config_flags.get_config_filename(FLAGS["config"])
   workdir = FLAGS.workdir or outputs.default_workdir(config_path)
-  train.train_and_evaluate(FLAGS.config, workdir)
+  trainer.train_and_evaluate(FLAGS.config, workdir)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ PATH is an image file or a folder of them. For every image, of any size, writes
 `NAME_mask.png` (class index per pixel, at the image's original size),
 `NAME_overlay.png` (class colours over the image) and, with --probabilities,
 `NAME_prob_CLASS.png` per class (probability x 255, 8-bit gray). Inference is
-the run's (config.eval, segjax.inference): whole images padded to the model's
+the run's (config.eval, segjax.inference.segmenter): whole images padded to the model's
 stride, or windows of the training crop size (`--mode slide`, for large
 photos: memory grows with the window batch, not the photo), at the run's test
 scale; --mode, --flip and --scales replace the run's options. An unreadable
@@ -36,7 +36,10 @@ import numpy as np
 from absl import app, flags, logging
 from PIL import Image
 
-from segjax import cli, inference, losses, restored, train, visualize
+from segjax import cli
+from segjax.inference import segmenter as segmenter_lib, visualize
+from segjax.scoring import losses
+from segjax.training import restored
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
@@ -46,7 +49,7 @@ flags.DEFINE_string("export", None, "Instead of --workdir: a folder written by s
 flags.DEFINE_string("input", None, "An image file or a folder of images.")
 flags.DEFINE_string("output", None, "Folder for NAME_mask.png and NAME_overlay.png.")
 flags.DEFINE_string("step", None, "Checkpoint step to use, or 'best' (default: the latest).")
-flags.DEFINE_enum("mode", None, list(inference.MODES),
+flags.DEFINE_enum("mode", None, list(segmenter_lib.MODES),
                   "whole or slide inference (default: the run's config.eval.mode).")
 flags.DEFINE_bool("flip", None, "Also average the mirror image's logits (default: the run's).")
 flags.DEFINE_list("scales", None, "Test scales, e.g. 0.75,1,1.25 (default: the run's).")
@@ -58,7 +61,7 @@ _probabilities = jax.jit(losses.probabilities)
 
 class Predictor:
   """A trained model restored from a workdir, with the run's inference options
-  (`overrides`: `inference.Options` fields, e.g. mode="slide"); `from_export`
+  (`overrides`: `segmenter_lib.Options` fields, e.g. mode="slide"); `from_export`
   builds one from an exported StableHLO file instead."""
 
   def __init__(self, workdir: str, step: int | str | None = None, **overrides):
@@ -66,7 +69,7 @@ class Predictor:
     run = restored.restore(workdir, step)
     self._set_up(f"the step {run.step} checkpoint of {workdir}", run.step, run.variables,
                  run.num_classes, run.num_channels, run.labels["class_names"],
-                 train.create_segmenter(run.config, run.model, run.num_channels, **overrides),
+                 restored.create_segmenter(run.config, run.model, run.num_channels, **overrides),
                  _probabilities)
 
   @classmethod
@@ -76,7 +79,7 @@ class Predictor:
     model = export.load(directory)
     metadata = model.metadata
     names = [c["name"] for c in metadata["classes"]]
-    segmenter = inference.Segmenter(exported_apply(model), exported_options(metadata, overrides),
+    segmenter = segmenter_lib.Segmenter(exported_apply(model), exported_options(metadata, overrides),
                                     log=logging.info)
     predictor = cls.__new__(cls)
     predictor._set_up(f"the step {metadata['step']} export in {directory}", metadata["step"], {},
@@ -85,7 +88,7 @@ class Predictor:
     return predictor
 
   def _set_up(self, source: str, step, variables: dict, num_classes: int, num_channels: int,
-              class_names, segmenter: inference.Segmenter, to_probabilities) -> None:
+              class_names, segmenter: segmenter_lib.Segmenter, to_probabilities) -> None:
     self.source, self.step, self.variables = source, step, variables
     self.num_classes, self.num_channels, self.class_names = num_classes, num_channels, class_names
     self.segmenter, self._probabilities = segmenter, to_probabilities
@@ -103,10 +106,10 @@ class Predictor:
 
   def predict_many(self, images: Iterable[tuple], probabilities: bool = False) -> Iterator[tuple]:
     """(key, uint8 (H, W) classes, float32 (H, W, K) probabilities or None) of each
-    (key, uint8 (H, W, C) image), batched as `segjax.inference.Segmenter` does."""
+    (key, uint8 (H, W, C) image), batched as `segjax.inference.segmenter.Segmenter` does."""
     for group in self.segmenter.segment(self.variables, images):
       classes = group.predictions()
-      probs = inference.to_host(self._probabilities(group.logits)) if probabilities else None
+      probs = segmenter_lib.to_host(self._probabilities(group.logits)) if probabilities else None
       for i, key in enumerate(group.keys):
         if key is not None:
           height, width = group.sizes[i]
@@ -133,17 +136,17 @@ def exported_apply(model):
   return apply_fn
 
 
-def exported_options(metadata: dict, overrides: dict) -> inference.Options:
+def exported_options(metadata: dict, overrides: dict) -> segmenter_lib.Options:
   """The inference options an export's model.json records (exports written before it
   recorded them: its size rule's), with `overrides`; the flip the export holds is not
   repeated unless asked for."""
   rule = metadata["input"]["size"]
-  fields = {field.name for field in dataclasses.fields(inference.Options)}
+  fields = {field.name for field in dataclasses.fields(segmenter_lib.Options)}
   recorded = {k: tuple(v) if isinstance(v, list) else v
               for k, v in metadata.get("inference", {}).items() if k in fields}
   options = {"resize": "keep_ratio", **recorded, "image_size": tuple(metadata["training_size"]),
              **overrides, "flip": overrides.get("flip", False),
-             "normalization": inference.PIXELS}
+             "normalization": segmenter_lib.PIXELS}
   if "fixed" in rule:  # The model takes one size: whole images are squashed to it.
     options["image_size"], options["total_stride"] = tuple(rule["fixed"]), 1
     if options.get("mode", "whole") == "whole":
@@ -153,7 +156,7 @@ def exported_options(metadata: dict, overrides: dict) -> inference.Options:
   if metadata.get("normalization") == "per_image":
     logging.warning("the export normalises per image over its whole input, padding included; "
                     "padded images get slightly different statistics than with --workdir")
-  return inference.Options(**options)
+  return segmenter_lib.Options(**options)
 
 
 def list_images(path: str) -> list[str]:
@@ -221,7 +224,7 @@ def main(argv):
                else Predictor(FLAGS.workdir, FLAGS.step, **overrides))
   errors = predict_paths(predictor, paths, FLAGS.output, FLAGS.probabilities)
   print(f"{len(paths) - len(errors)} of {len(paths)} images segmented with {predictor.source} "
-        f"({inference.cost_note(predictor.segmenter.options)}); outputs in {FLAGS.output}")
+        f"({segmenter_lib.cost_note(predictor.segmenter.options)}); outputs in {FLAGS.output}")
   if errors:
     sys.exit(1)
 

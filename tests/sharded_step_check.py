@@ -12,8 +12,11 @@ import sys
 import jax
 import numpy as np
 
-from segjax import config as config_lib, sharding, train
+from segjax import config as config_lib
 from segjax.data import pipeline, synthetic_skin
+from segjax.models import factory
+from segjax.runtime import sharding
+from segjax.training import trainer as trainer_lib
 
 # One float32 step: the variants must agree to float32 rounding. Several steps
 # in float64: BatchNorm's backward pass (gradients minus their batch means)
@@ -59,9 +62,9 @@ def global_batch(size):
 
 
 def run_steps(config, devices=None):
-  model = train.create_model(config, 2)
+  model = factory.create_model(config, 2)
   mesh = sharding.create_mesh(config.mesh, devices)
-  trainer = train.Trainer(config, model, 2, (32, 32, 3), 255, mesh=mesh)
+  trainer = trainer_lib.Trainer(config, model, 2, (32, 32, 3), 255, mesh=mesh)
   batch = global_batch(config.batch_size)
   state, losses = trainer.state, []
   for _ in range(STEPS[config.dtype]):

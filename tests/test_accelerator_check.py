@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from segjax import device_peaks
+from segjax.runtime import device_peaks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Loaded under its own name: a plain `import benchmarks` would shadow the repository's
@@ -26,7 +26,7 @@ def test_dry_run_runs_every_step(tmp_path, tfds_dir):
                          "--dry-run", "--out", str(out), "--data_dir", tfds_dir],
                         cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-  assert "not in segjax.device_peaks" in (out / "environment.txt").read_text()  # A CPU.
+  assert "not in segjax.runtime.device_peaks" in (out / "environment.txt").read_text()  # A CPU.
   assert "tests/test_backend.py::" in (out / "tests.log").read_text()  # Collected.
   first_run = (out / "first_run.log").read_text()
   assert "final eval:" in first_run and "wall time:" in first_run

@@ -1,4 +1,4 @@
-"""`segjax.models.backend`: each rewritten op against XLA's own, and the choice per platform.
+"""`segjax.runtime.model_ops`: each rewritten op against XLA's own, and the choice per platform.
 
 The equality tests run on the default device: on an accelerator they check
 that both forms agree there too (experiments/accelerator/check.sh).
@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from segjax.models import backend, convolution, layers
+from segjax.models import convolution, layers
+from segjax.runtime import model_ops
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -21,7 +22,7 @@ def _random(shape, seed):
 def _value_and_grads(fn, platform, *args):
   """fn's value and gradients w.r.t. every argument, traced for `platform`."""
   loss = lambda *a: jnp.sum(jnp.sin(fn(*a)))
-  with backend.platform_scope(platform):
+  with model_ops.platform_scope(platform):
     jaxpr = str(jax.make_jaxpr(jax.value_and_grad(loss, argnums=tuple(range(len(args)))))(*args))
     return jax.jit(jax.value_and_grad(loss, argnums=tuple(range(len(args)))))(*args), jaxpr
 
@@ -37,29 +38,29 @@ def _assert_close(got, want, rtol=1e-4):
     ("tpu", {"conv_transpose": "xla", "max_pool": "xla", "conv_weight_gradient": "xla"}),
 ])
 def test_rewritten_ops_on_cpu_only(platform, expected):
-  assert {op: backend.formulation(op, platform) for op in backend.FORMS} == expected
-  with backend.platform_scope(platform):
-    assert {op: backend.formulation(op) for op in backend.FORMS} == expected
+  assert {op: model_ops.formulation(op, platform) for op in model_ops.FORMS} == expected
+  with model_ops.platform_scope(platform):
+    assert {op: model_ops.formulation(op) for op in model_ops.FORMS} == expected
 
 
 def test_traced_for_sets_the_platform_when_jit_traces():
   seen = []
-  fn = backend.traced_for("gpu", lambda x: seen.append(backend.formulation("max_pool")) or x)
+  fn = model_ops.traced_for("gpu", lambda x: seen.append(model_ops.formulation("max_pool")) or x)
   jax.jit(fn)(jnp.ones(2))
-  assert seen == ["xla"] and backend.current_platform() == jax.default_backend()
+  assert seen == ["xla"] and model_ops.current_platform() == jax.default_backend()
 
 
 def test_environment_overrides_and_names_bad_values(monkeypatch):
-  monkeypatch.setenv(backend.ENVIRONMENT_VARIABLE, "rewritten")
-  assert backend.formulation("max_pool", "gpu") == "reshape"
-  monkeypatch.setenv(backend.ENVIRONMENT_VARIABLE, "conv_transpose=xla")
-  assert backend.formulation("conv_transpose", "cpu") == "xla"
-  assert backend.formulation("max_pool", "cpu") == "reshape"  # Not named: per platform.
+  monkeypatch.setenv(model_ops.ENVIRONMENT_VARIABLE, "rewritten")
+  assert model_ops.formulation("max_pool", "gpu") == "reshape"
+  monkeypatch.setenv(model_ops.ENVIRONMENT_VARIABLE, "conv_transpose=xla")
+  assert model_ops.formulation("conv_transpose", "cpu") == "xla"
+  assert model_ops.formulation("max_pool", "cpu") == "reshape"  # Not named: per platform.
   for bad, message in (("fast", "SEGJAX_MODEL_OPS='fast'"), ("pool=xla", "unknown op 'pool'"),
                        ("max_pool=native", "expected one of auto, xla, rewritten")):
-    monkeypatch.setenv(backend.ENVIRONMENT_VARIABLE, bad)
+    monkeypatch.setenv(model_ops.ENVIRONMENT_VARIABLE, bad)
     with pytest.raises(ValueError, match=message):
-      backend.formulation("max_pool")
+      model_ops.formulation("max_pool")
 
 
 @pytest.mark.parametrize("kernel, stride, transpose_kernel", [

@@ -99,7 +99,7 @@ def test_a_mask_value_that_is_no_class_is_an_error():
 
 def test_config_check_accepts_a_method_and_names_a_wrong_one(tmp_path):
   from conftest import small_config
-  from segjax import config_check
+  from segjax.training import config_check
   config = small_config(str(tmp_path))
   config.class_weights = "inverse_frequency"
   config_check.check(config)

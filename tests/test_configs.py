@@ -11,8 +11,9 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from segjax import data, models, train
+from segjax import data, models
 from segjax.data import pipeline
+from segjax.models import factory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
@@ -44,7 +45,7 @@ def test_config_is_complete_and_builds(path):
   assert config.dataset.name in data.names()
   # Offline by default: only the generated datasets.
   assert config.dataset.name in NUM_CLASSES
-  model = train.create_model(config, NUM_CLASSES[config.dataset.name])
+  model = factory.create_model(config, NUM_CLASSES[config.dataset.name])
   height, width = pipeline.image_size(config.dataset)
   channels = 1 if config.dataset.grayscale else 3
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0),
@@ -80,7 +81,7 @@ def test_bad_values_end_the_run_before_it_writes_with_one_message(tmp_path):
 
 
 def test_config_argument_selects_the_seed_data_and_its_workdir():
-  from segjax import outputs
+  from segjax.training import outputs
   skin = load(os.path.join(REPO, "configs", "segnet_skin.py")).get_config("/data/skin_sfa")
   assert (skin.dataset.name, skin.dataset.source_dir) == ("image_folder", "/data/skin_sfa")
   assert skin.dataset.split_file == "/data/skin_sfa/manifest.csv"

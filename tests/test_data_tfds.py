@@ -5,8 +5,7 @@ training and evaluation pipelines."""
 import numpy as np
 import pytest
 
-from segjax import config as config_lib
-from segjax import data as datasets
+from segjax import config as config_lib, data as datasets
 from segjax.data import mnist_on_cifar, oxford_pet, pipeline, synthetic_shapes
 from segjax.data.images import DatasetError
 
@@ -106,7 +105,7 @@ def test_pipeline_on_pets(tmp_path, augmentations):
     assert batch["image"].shape == (2, 24, 24, 3) and batch["image"].dtype == np.uint8
     assert batch["mask"].shape == (2, 24, 24) and batch["mask"].dtype == np.uint8
     assert np.isin(batch["mask"], [0, 1, 255]).all()
-  from segjax import evaluation
+  from segjax.inference import evaluation
   records = list(evaluation.read_records(data.eval))  # Evaluation reads them at full size.
   assert [index for index, _ in records] == list(range(len(data.eval)))
   assert all(r["mask"].shape == r["image"].shape[:2] for _, r in records)

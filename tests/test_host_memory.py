@@ -1,4 +1,4 @@
-"""segjax.host_memory: a program's freed buffers are reused without page faults."""
+"""segjax.runtime.host_memory: a program's freed buffers are reused without page faults."""
 
 import os
 import platform
@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from segjax import host_memory
+from segjax.runtime import host_memory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,7 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # possible; glibc's defaults map the buffer afresh on every step.
 _PROBE = textwrap.dedent("""
     import resource
-    from segjax import host_memory
+    from segjax.runtime import host_memory
     retained = host_memory.configure()
     import jax, jax.numpy as jnp
     program = jax.jit(lambda x: jnp.tanh(x @ x.T) @ x)

@@ -1,4 +1,4 @@
-"""segjax.inference on images of odd sizes and aspect ratios, with tiny models whose
+"""segjax.inference.segmenter on images of odd sizes and aspect ratios, with tiny models whose
 compilation takes well under a second."""
 
 import flax.linen as nn
@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from segjax import inference, metrics
+from segjax.inference import segmenter as segmenter_lib
 from segjax.models import registry
+from segjax.scoring import metrics
 
 
 class Pooled(nn.Module):
@@ -47,7 +48,7 @@ def reference_logits(model, variables, images):
   would compile on its own)."""
   if id(model) not in _REFERENCES:
     _REFERENCES[id(model)] = jax.jit(
-        lambda v, x: inference.model_logits(model.apply, v, x))
+        lambda v, x: segmenter_lib.model_logits(model.apply, v, x))
   return _REFERENCES[id(model)](variables, images)
 
 
@@ -63,9 +64,9 @@ def test_total_stride_of_models():
 
 def test_whole_mode_pads_to_the_stride_and_batches_by_shape(pooled):
   model, variables = pooled
-  options = inference.Options(mode="whole", resize="keep_ratio", total_stride=4, batch_size=2)
+  options = segmenter_lib.Options(mode="whole", resize="keep_ratio", total_stride=4, batch_size=2)
   logged = []
-  segmenter = inference.Segmenter(model.apply, options, log=logged.append)
+  segmenter = segmenter_lib.Segmenter(model.apply, options, log=logged.append)
   images = random_images([(9, 13), (12, 16), (5, 30), (10, 14)])
   groups = list(segmenter.segment(variables, enumerate(images)))
   # (9, 13), (12, 16) and (10, 14) pad to 12x16: the first two fill a batch of two, the
@@ -91,9 +92,9 @@ def test_whole_mode_pads_to_the_stride_and_batches_by_shape(pooled):
 def test_whole_mode_compiles_at_most_max_shapes(pooled):
   model, variables = pooled
   logged = []
-  options = inference.Options(mode="whole", resize="keep_ratio", total_stride=4, max_shapes=1,
+  options = segmenter_lib.Options(mode="whole", resize="keep_ratio", total_stride=4, max_shapes=1,
                               image_size=(8, 8), batch_size=1)
-  segmenter = inference.Segmenter(model.apply, options, log=logged.append)
+  segmenter = segmenter_lib.Segmenter(model.apply, options, log=logged.append)
   images = random_images([(16, 16), (8, 12), (20, 6)])
   keys = [k for g in segmenter.segment(variables, enumerate(images)) for k in g.keys]
   assert sorted(keys) == [0, 1, 2] and segmenter.compiled_shapes == [(16, 16)]
@@ -103,9 +104,9 @@ def test_whole_mode_compiles_at_most_max_shapes(pooled):
 
 def test_slide_mode_averages_overlapping_windows(pooled):
   model, variables = pooled
-  options = inference.Options(mode="slide", resize="keep_ratio", total_stride=4,
+  options = segmenter_lib.Options(mode="slide", resize="keep_ratio", total_stride=4,
                               image_size=(8, 8), stride=(4, 6), window_batch_size=3)
-  segmenter = inference.Segmenter(model.apply, options)
+  segmenter = segmenter_lib.Segmenter(model.apply, options)
   image = random_images([(13, 18)])[0]
   (group,) = list(segmenter.segment(variables, [("a", image)]))
   # Reference: the image padded to 16x20, windows at rows (0, 4, 8), columns (0, 6, 12).
@@ -122,9 +123,9 @@ def test_slide_mode_averages_overlapping_windows(pooled):
 
 
 def test_window_starts_cover_the_length():
-  assert inference.window_starts(10, 4, 3) == [0, 3, 6]
-  assert inference.window_starts(8, 8, 5) == [0]
-  assert inference.window_starts(11, 4, 4) == [0, 4, 7]
+  assert segmenter_lib.window_starts(10, 4, 3) == [0, 3, 6]
+  assert segmenter_lib.window_starts(8, 8, 5) == [0]
+  assert segmenter_lib.window_starts(11, 4, 4) == [0, 4, 7]
 
 
 def test_scales_and_flip_average_logits_at_the_original_size():
@@ -132,9 +133,9 @@ def test_scales_and_flip_average_logits_at_the_original_size():
   and with the flip the result is the mirror of the mirror image's."""
   model = Pixelwise()
   variables = jax.jit(model.init)(jax.random.key(1), jnp.zeros((1, 4, 4, 3)))
-  options = inference.Options(mode="whole", resize="keep_ratio", scales=(0.5, 1.5),
+  options = segmenter_lib.Options(mode="whole", resize="keep_ratio", scales=(0.5, 1.5),
                               flip=True, total_stride=1)
-  segmenter = inference.Segmenter(model.apply, options)
+  segmenter = segmenter_lib.Segmenter(model.apply, options)
   segment = lambda image: list(segmenter.segment(
       variables, [(0, np.ascontiguousarray(image))]))[0].logits[0, :7, :11]
   constant = np.full((7, 11, 3), 90, np.uint8)
@@ -146,19 +147,19 @@ def test_scales_and_flip_average_logits_at_the_original_size():
 
 
 def test_test_size_by_resize_policy():
-  keep = inference.Options(resize="keep_ratio", scale=(384, 288))
-  assert inference.test_size(768, 512, keep, 1.0) == (384, 256)
-  assert inference.test_size(576, 768, keep, 0.5) == (144, 192)
-  squash = inference.Options(resize="squash", image_size=(96, 64))
-  assert inference.test_size(576, 768, squash, 1.5) == (144, 96)
+  keep = segmenter_lib.Options(resize="keep_ratio", scale=(384, 288))
+  assert segmenter_lib.test_size(768, 512, keep, 1.0) == (384, 256)
+  assert segmenter_lib.test_size(576, 768, keep, 0.5) == (144, 192)
+  squash = segmenter_lib.Options(resize="squash", image_size=(96, 64))
+  assert segmenter_lib.test_size(576, 768, squash, 1.5) == (144, 96)
   with pytest.raises(ValueError, match="eval.mode"):
-    inference.Options(mode="tiles")
+    segmenter_lib.Options(mode="tiles")
 
 
 def test_resize_batch_is_half_pixel_bilinear():
   """Against the formula of PyTorch's align_corners=False on a 1-D ramp."""
   x = jnp.asarray(np.arange(6, dtype=np.float32)[None, None, :, None].repeat(2, 1))
-  resize = jax.jit(inference.resize_batch, static_argnums=3)
+  resize = jax.jit(segmenter_lib.resize_batch, static_argnums=3)
   out = resize(x, jnp.array([[2, 3]]), jnp.array([[2, 6]]), (2, 8))
   # Source columns 0..2 stretched to 6: positions (i + 0.5) / 2 - 0.5, clamped.
   np.testing.assert_allclose(out[0, 0, :, 0], [0, 0.25, 0.75, 1.25, 1.75, 2, 0, 0], atol=1e-6)
@@ -180,7 +181,8 @@ def test_confusion_counts_stay_exact_past_two_to_the_32():
 def test_evaluation_counts_every_original_pixel_once(pooled):
   """evaluation.evaluate on odd-sized records equals numpy on its predicted masks; the
   picture picks the first images and the worst-scored others."""
-  from segjax import evaluation, losses
+  from segjax.inference import evaluation
+  from segjax.scoring import losses
   model, variables = pooled
   rng = np.random.default_rng(3)
   records = []
@@ -188,8 +190,8 @@ def test_evaluation_counts_every_original_pixel_once(pooled):
     mask = rng.integers(0, 3, (h, w)).astype(np.uint8)
     mask[0, 0] = 255  # Ignored.
     records.append({"image": rng.integers(0, 256, (h, w, 3), np.uint8), "mask": mask})
-  options = inference.Options(mode="whole", resize="keep_ratio", total_stride=4, batch_size=2)
-  segmenter = inference.Segmenter(model.apply, options)
+  options = segmenter_lib.Options(mode="whole", resize="keep_ratio", total_stride=4, batch_size=2)
+  segmenter = segmenter_lib.Segmenter(model.apply, options)
   result = evaluation.evaluate(segmenter, variables, records, num_classes=3, ignore_index=255,
                                objective=losses.Objective({"cross_entropy": 1.0}))
   predicted = evaluation.predict_masks(segmenter, variables,
@@ -212,7 +214,7 @@ def test_evaluation_counts_every_original_pixel_once(pooled):
 
 
 def test_prediction_grid_keeps_each_aspect_ratio():
-  from segjax import visualize
+  from segjax.inference import visualize
   rng = np.random.default_rng(0)
   rows = []
   for h, w in [(30, 60), (50, 20)]:

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from segjax import losses
+from segjax.scoring import losses
 
 
 def softmax(x):

@@ -6,13 +6,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from segjax.models import backend, layers
+from segjax.models import layers
+from segjax.runtime import model_ops
 
 
 @pytest.fixture(autouse=True)
 def rewritten_forms():
-  """These tests are about the CPU forms (segjax.models.backend): trace them on any backend."""
-  with backend.platform_scope("cpu"):
+  """These tests are about the CPU forms (segjax.runtime.model_ops): trace them on any backend."""
+  with model_ops.platform_scope("cpu"):
     yield
 
 

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from segjax import metrics
+from segjax.scoring import metrics
 
 
 def reference_confusion(labels, predictions, valid, num_classes):

@@ -6,7 +6,10 @@ import numpy as np
 import optax
 import pytest
 
-from segjax import config as config_lib, optim, sharding, train
+from segjax import config as config_lib
+from segjax.models import factory
+from segjax.runtime import sharding
+from segjax.training import optim, train_state, trainer as trainer_lib
 
 
 def tiny_config(model="segnet", **model_options):
@@ -25,9 +28,9 @@ def tiny_config(model="segnet", **model_options):
 
 
 def trainer_for(config):
-  model = train.create_model(config, 2)
-  return model, train.Trainer(config, model, 2, (32, 32, 3), 255,
-                              mesh=sharding.create_mesh(devices=jax.devices()[:1]))
+  model = factory.create_model(config, 2)
+  return model, trainer_lib.Trainer(config, model, 2, (32, 32, 3), 255,
+                                    mesh=sharding.create_mesh(devices=jax.devices()[:1]))
 
 
 def one_step(trainer):
@@ -120,8 +123,8 @@ def test_pretrained_weights_replace_the_encoder(monkeypatch):
     params["encoder"] = jax.tree.map(np.ones_like, params["encoder"])
     return {**variables, "params": params}
 
-  monkeypatch.setattr(train.pretrained, "load_imagenet", fake_load)
-  state = train.load_pretrained(config, model, trainer.state)
+  monkeypatch.setattr(train_state.pretrained, "load_imagenet", fake_load)
+  state = train_state.load_pretrained(config, model, trainer.state)
   assert seen["path"] is None
   for leaf in jax.tree.leaves(state.params["encoder"]):
     np.testing.assert_array_equal(leaf, 1.0)

@@ -6,8 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from segjax import evaluation, models, train
+from segjax import models
 from segjax.data import pipeline
+from segjax.inference import evaluation
+from segjax.models import factory
+from segjax.training import train_state, trainer as trainer_lib
 
 from conftest import small_config
 
@@ -30,19 +33,19 @@ def test_num_outputs_one_gives_a_sigmoid_logit(name):
   config = small_config("")
   config.model.name = name
   config.model.num_outputs = 1
-  model = train.create_model(config, 2)
+  model = factory.create_model(config, 2)
   x = jnp.zeros((1, 32, 32, 3))
   variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
   assert jax.eval_shape(lambda v: model.apply(v, x), variables).shape == (1, 32, 32, 1)
   config.model.num_outputs = 0
-  assert train.num_outputs(config, 5) == 5
+  assert factory.num_outputs(config, 5) == 5
 
 
 def test_num_outputs_that_do_not_fit_name_the_key():
   config = small_config("")
   config.model.num_outputs = 1
   with pytest.raises(ValueError, match="model.num_outputs=1 does not fit a dataset of 3"):
-    train.create_model(config, 3)
+    factory.create_model(config, 3)
 
 
 def test_sigmoid_model_trains_and_scores_two_classes():
@@ -51,7 +54,7 @@ def test_sigmoid_model_trains_and_scores_two_classes():
   config = small_config("")
   config.model.name = "simple_fcn"  # The smallest model: the step compiles fast.
   config.model.num_outputs = 1
-  trainer = train.Trainer(config, train.create_model(config, 2), 2, (32, 32, 3), 255)
+  trainer = trainer_lib.Trainer(config, factory.create_model(config, 2), 2, (32, 32, 3), 255)
   batch = pipeline.synthetic_batch(config.batch_size, 32, 32, 3, 2, seed=1)
   batch["mask"][:, :2] = 255
   state, first = trainer.train_step(trainer.state, batch)
@@ -66,6 +69,6 @@ def test_sigmoid_model_trains_and_scores_two_classes():
   valid = batch["mask"] != 255
   expected = np.mean(predicted[valid] == batch["mask"][valid])
   assert result["pixel_accuracy"] == pytest.approx(expected, abs=1e-6)
-  masks = evaluation.predict_masks(trainer.segmenter, train.inference_variables(state),
+  masks = evaluation.predict_masks(trainer.segmenter, train_state.inference_variables(state),
                                    dict(enumerate(batch["image"])))
   np.testing.assert_array_equal(np.stack([masks[i] for i in range(len(records))]), predicted)

@@ -25,9 +25,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from segjax import checkpointing, run_control
-from segjax import sharding as sharding_lib
 from segjax.data import prefetch
+from segjax.runtime import sharding as sharding_lib
+from segjax.training import checkpointing, run_control
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "segnet_skin.py")
@@ -61,7 +61,7 @@ class Run:
     name = f"{workdir}.{next(_run_ids)}"
     self._stdout, self._stderr = open(name + ".stdout", "w+"), open(name + ".stderr", "w+")
     # SEGJAX_HOST_MEMORY=release: these small runs are compile-bound, and kept host
-    # memory only makes compiling slower (segjax.host_memory); the two-process
+    # memory only makes compiling slower (segjax.runtime.host_memory); the two-process
     # training test in test_sharding.py runs with the default.
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO, SEGJAX_HOST_MEMORY="release",
                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",

@@ -3,7 +3,7 @@
 import numpy as np
 
 from segjax.data import synthetic_skin
-from segjax.metrics import from_confusion_matrix
+from segjax.scoring.metrics import from_confusion_matrix
 
 
 def test_examples_are_deterministic_and_well_formed():

@@ -7,7 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from segjax import train
+from segjax.models import factory
+from segjax.training import train_state, trainer
 
 
 def read_metrics(workdir):
@@ -26,7 +27,7 @@ def trained(tmp_path_factory, tfds_dir):
   workdir = str(tmp_path_factory.mktemp("run"))
   config = small_config(tfds_dir)
   config.best_metric = "mean_iou"
-  final = train.train_and_evaluate(config, workdir)
+  final = trainer.train_and_evaluate(config, workdir)
   return config, workdir, final
 
 
@@ -56,7 +57,7 @@ def test_run_writes_every_output(trained):
     assert line["iou/skin"] == pytest.approx(line["iou_per_class"][1])
     assert line["f1/skin"] == pytest.approx(line["f1"])
     assert 0 <= line["precision/background"] <= 1 and 0 <= line["recall/skin"] <= 1
-  from segjax import class_report
+  from segjax.inference import class_report
   names, confusion = class_report.read_csv(os.path.join(workdir, "confusion", "final.csv"))
   assert names == ["background", "skin"]
   assert confusion.trace() / confusion.sum() == pytest.approx(final["pixel_accuracy"])
@@ -86,7 +87,7 @@ def test_second_invocation_resumes_at_saved_step(trained, capsys):
   config.num_train_steps = 8
   config.eval_every_steps = 4
   config.init_from = workdir  # Not applied on resume: the workdir's checkpoint wins.
-  train.train_and_evaluate(config, workdir)
+  trainer.train_and_evaluate(config, workdir)
   out = capsys.readouterr().out
   assert "resumed from" in out and "initialised from" not in out
   assert f"best mean_iou so far: {best_before['mean_iou']:.4f} at step {best_before['step']}" in out
@@ -106,14 +107,14 @@ def test_init_from_loads_what_fits_and_keeps_the_rest(trained, tmp_path):
   """Fine-tuning the best state to three classes: all but the classifier loads."""
   import jax
   import jax.numpy as jnp
-  from segjax import checkpointing, warm_start
+  from segjax.training import checkpointing, warm_start
   config, workdir, _ = trained
   config = config.copy_and_resolve_references()
   config.init_from, config.init_from_step = workdir, "best"
-  model = train.create_model(config, 3)
+  model = factory.create_model(config, 3)
   # An initial state of known values (ones), without compiling the initialiser.
   initial = jax.tree.map(lambda x: jnp.ones(x.shape, x.dtype),
-                         train.abstract_train_state(config, model, (32, 32, 3)))
+                         train_state.abstract_train_state(config, model, (32, 32, 3)))
   state = warm_start.load(config, initial, str(tmp_path), lambda message: None)
   source = checkpointing.read_variables(checkpointing.state_folder(workdir, "best"))
   flat = lambda tree: {jax.tree_util.keystr(p): np.asarray(x)
@@ -132,9 +133,9 @@ def test_init_from_loads_what_fits_and_keeps_the_rest(trained, tmp_path):
   assert len(report["loaded"]) == len(fresh) - len(differing_shapes)
   assert state.opt_state is initial.opt_state  # The optimizer starts fresh.
   config.model.name = "unet"  # Nothing of a SegNet fits a U-Net.
-  unet = train.create_model(config, 2)
+  unet = factory.create_model(config, 2)
   with pytest.raises(warm_start.InitFromError, match="none of the .* arrays of model 'unet'"):
-    warm_start.load(config, train.abstract_train_state(config, unet, (32, 32, 3)),
+    warm_start.load(config, train_state.abstract_train_state(config, unet, (32, 32, 3)),
                     str(tmp_path), print)
 
 
@@ -142,7 +143,7 @@ def test_grayscale_loader_position_restores_in_a_new_load(config, tmp_path):
   """Grain checks a saved position against repr(data source): a grayscale run's
   wrapped source must describe itself the same way when loaded again."""
   import jax.numpy as jnp
-  from segjax import checkpointing
+  from segjax.training import checkpointing
   from segjax import data as datasets
   from segjax.data import pipeline
   config.dataset.grayscale = True
@@ -223,7 +224,8 @@ def write_test_folder(root, sizes, seed=0):
 def test_evaluate_on_another_folder_equals_numpy_on_predicted_masks(trained, tmp_path):
   """evaluate's numbers on a folder of odd-sized photos are those of its predict's masks."""
   from PIL import Image
-  from segjax import evaluate, metrics, predict
+  from segjax import evaluate, predict
+  from segjax.scoring import metrics
   _, workdir, _ = trained
   folder = tmp_path / "test_set"
   write_test_folder(folder, [(21, 35), (40, 26), (33, 47)])
@@ -294,7 +296,7 @@ def test_evaluate_a_run_of_an_older_or_autotuning_config(trained, tmp_path, caps
   del stored["cpu_conv_kernels"]
   with open(os.path.join(copy, "config.json"), "w") as f:
     json.dump(stored, f)
-  from segjax import outputs
+  from segjax.training import outputs
   config, _ = outputs.read_run(copy)
   assert (config.cpu_conv_kernels, config.eval_flip) == ("default", False)
   assert (config.eval.mode, config.dataset.resize) == ("whole", "squash")

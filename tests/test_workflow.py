@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segjax import checkpointing, class_report, cli, config_check, metrics, writers
+from segjax import cli
 from segjax.data import DatasetError
+from segjax.inference import class_report
+from segjax.scoring import metrics
+from segjax.training import checkpointing, config_check, writers
 
 
 def test_bad_values_are_listed_with_their_keys(config):
@@ -159,11 +162,12 @@ def test_resumed_writer_drops_the_steps_it_redoes(tmp_path):
 
 
 def test_summary_counts_parameters_frozen_ones_and_flops(config):
-  from segjax import summary, train
+  from segjax.models import factory
+  from segjax.training import model_summary, train_state
   config.optimizer.freeze = ("Conv_0/.*",)
-  text = summary.summarize_config(config, 2, 3)
-  model = train.create_model(config, 2)
-  state = train.abstract_train_state(config, model, (32, 32, 3))
+  text = model_summary.summarize_config(config, 2, 3)
+  model = factory.create_model(config, 2)
+  state = train_state.abstract_train_state(config, model, (32, 32, 3))
   total = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
   assert f"parameters: {total:,} ({total - 224:,} trainable, 224 frozen)" in text  # 3x3x3x8+8
   rows = text.splitlines()

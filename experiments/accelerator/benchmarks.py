@@ -5,7 +5,7 @@
 Each setting is `segjax.benchmark.run` on a config with overrides: U-Net at
 512x512 in bfloat16, SegNet at batch 16 and 256x256 in bfloat16 and float32,
 then U-Net and SegNet in bfloat16 again with the CPU rewrites of the model ops
-(`SEGJAX_MODEL_OPS=rewritten`, `segjax.models.backend`): the measurement that
+(`SEGJAX_MODEL_OPS=rewritten`, `segjax.runtime.model_ops`): the measurement that
 says whether XLA's own ops (the default off CPU) are the right choice there.
 Writes DIR/results.jsonl (one JSON object per setting, as `segjax.benchmark`
 prints it, plus `setting` and `model_ops`) and DIR/summary.md (a table).
@@ -101,11 +101,11 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
 
   sys.path.insert(0, REPO)
-  from segjax import host_memory
+  from segjax.runtime import host_memory
   host_memory.configure()  # As segjax.benchmark does, before JAX starts (a no-op off CPU).
   import jax
   from segjax import benchmark
-  from segjax.models import backend
+  from segjax.runtime import model_ops as model_ops_lib
 
   os.makedirs(args.out, exist_ok=True)
   steps, warmup = (1, 1) if args.dry_run else (args.steps, args.warmup)
@@ -117,9 +117,9 @@ def main(argv=None) -> int:
         if name not in DRY_RUN_SETTINGS:
           continue
         overrides = {**overrides, **DRY_RUN, **DRY_RUN_MODEL[name.split("_")[0]]}
-      print(f"== {name}: {path} {overrides} {backend.ENVIRONMENT_VARIABLE}={model_ops}",
+      print(f"== {name}: {path} {overrides} {model_ops_lib.ENVIRONMENT_VARIABLE}={model_ops}",
             flush=True)
-      os.environ[backend.ENVIRONMENT_VARIABLE] = model_ops
+      os.environ[model_ops_lib.ENVIRONMENT_VARIABLE] = model_ops
       jax.clear_caches()  # The ops are chosen when the step is traced.
       # PyTorch on the same device: a CPU or an NVIDIA GPU (not a TPU).
       compare_with = args.compare if compare and jax.default_backend() in ("cpu", "gpu") else ""
@@ -131,7 +131,7 @@ def main(argv=None) -> int:
       jsonl.write(json.dumps(result) + "\n")
       jsonl.flush()
       results.append(result)
-  os.environ.pop(backend.ENVIRONMENT_VARIABLE)
+  os.environ.pop(model_ops_lib.ENVIRONMENT_VARIABLE)
   table = summary_table(results)
   with open(os.path.join(args.out, "summary.md"), "w") as f:
     f.write(table)

@@ -15,7 +15,7 @@
 # 4. benchmark.log, results.jsonl, summary.md: experiments/accelerator/benchmarks.py, i.e.
 #    segjax.benchmark for U-Net 512x512 bfloat16 and SegNet batch 16 256x256 (bfloat16 and
 #    float32) against PyTorch AMP channels-last where torch is installed, and U-Net and SegNet
-#    with the CPU rewrites of the model ops, for the choice made in segjax.models.backend.
+#    with the CPU rewrites of the model ops, for the choice made in segjax.runtime.model_ops.
 #
 # --dry-run: the same steps at tiny sizes (the model-op tests collected, a 2-step first run on
 # 32x32 images, two one-step benchmarks) on whatever JAX finds, e.g. a CPU: a check of this script.
@@ -74,13 +74,13 @@ step "environment -> $OUT/environment.txt"
     --format=csv || true
   "$PYTHON" -c '
 import jax
-from segjax import device_peaks
+from segjax.runtime import device_peaks
 device = jax.devices()[0]
 print("jax", jax.__version__, "backend", jax.default_backend(), "devices", jax.devices())
 for precision in ("bfloat16", "tf32", "float32"):
   peak = device_peaks.peak_flops(device.device_kind, precision)
   print(f"datasheet {precision} peak of {device.device_kind!r}:",
-        f"{peak / 1e12:.1f} TFLOP/s" if peak else "not in segjax.device_peaks")
+        f"{peak / 1e12:.1f} TFLOP/s" if peak else "not in segjax.runtime.device_peaks")
 '
 } > "$OUT/environment.txt" 2>&1
 cat "$OUT/environment.txt"

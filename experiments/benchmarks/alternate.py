@@ -11,8 +11,11 @@ from typing import Callable
 
 import jax
 
-from segjax import benchmark, sharding as sharding_lib, train
+from segjax import benchmark
 from segjax.data import pipeline
+from segjax.models import factory
+from segjax.runtime import sharding as sharding_lib
+from segjax.training import trainer as trainer_lib
 
 
 def run(steps: dict, num_warmup: int, num_steps: int, torch_trainer=None):
@@ -74,10 +77,10 @@ def replaced(owner, name: str, value):
 
 
 def trainer_and_batch(config, num_classes: int, host: dict):
-  """A `train.Trainer` built as `segjax.benchmark` builds it, and `host` on its batch sharding."""
+  """A `trainer_lib.Trainer` built as `segjax.benchmark` builds it, and `host` on its batch sharding."""
   size = config.dataset.image_size
   channels = 1 if config.dataset.grayscale else 3
-  trainer = train.Trainer(config, train.create_model(config, num_classes), num_classes,
+  trainer = trainer_lib.Trainer(config, factory.create_model(config, num_classes), num_classes,
                           (size, size, channels), config.dataset.ignore_index)
   return trainer, sharding_lib.put_batch(host, trainer.batch_sharding)
 
@@ -87,8 +90,8 @@ def compile_variants(config, num_classes: int,
   """Each variant's step, traced inside its context; returns (steps, host batch).
 
   steps: name -> [compiled step, state, batch], as `run` takes them. Every variant
-  is built as `segjax.benchmark` builds the step (train.create_model,
-  train.Trainer, the same synthetic batch, the same initial parameters).
+  is built as `segjax.benchmark` builds the step (factory.create_model,
+  trainer_lib.Trainer, the same synthetic batch, the same initial parameters).
   """
   size = config.dataset.image_size
   channels = 1 if config.dataset.grayscale else 3
@@ -123,7 +126,7 @@ def ab_main(variants: dict[str, Callable[..., contextlib.AbstractContextManager]
 
   def main(argv):
     del argv
-    from segjax import host_memory
+    from segjax.runtime import host_memory
     print(f"host memory retained: {host_memory.configure()}")  # As training does.
     config = config_flag.value
     contexts = variants

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segjax import host_memory
+from segjax.runtime import host_memory
 
 DN = ("NHWC", "HWIO", "NHWC")
 

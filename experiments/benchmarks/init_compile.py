@@ -5,7 +5,7 @@
 For every config (default: all of configs/), the model's `init` at a
 (1, size, size, 3) input is compiled with XLA:CPU's default backend
 optimisation level and with `xla_backend_optimization_level=0` (what
-`train.create_train_state` uses on CPU), then run twice. Prints compile and
+`train_state.create_train_state` uses on CPU), then run twice. Prints compile and
 run seconds, and the largest difference between the two parameter sets.
 """
 
@@ -25,7 +25,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from segjax import train  # noqa: E402
+from segjax.models import factory  # noqa: E402
 
 
 def load_config(path):
@@ -58,7 +58,7 @@ def main():
         f"{'run O0':>7} | {'total O2/O0':>11} | max |diff|")
   for path in paths:
     config = load_config(path)
-    model = train.create_model(config, 2)
+    model = factory.create_model(config, 2)
     init = lambda rng: model.init({"params": rng, "dropout": rng},
                                   jnp.zeros((1, args.size, args.size, 3)), train=False)
     compile_default, run_default, default = time_init(init, None)

@@ -1,4 +1,4 @@
-"""Page faults and system time per train step, with and without `segjax.host_memory`.
+"""Page faults and system time per train step, with and without `segjax.runtime.host_memory`.
 
   python experiments/benchmarks/page_faults.py [--model segnet|unet] [--batch 8] [--size 128] \
       [--steps 6]
@@ -26,7 +26,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
 
-from segjax import host_memory  # noqa: E402  (no JAX import: safe before configure())
+from segjax.runtime import host_memory  # noqa: E402  (no JAX import: safe before configure())
 
 
 def _measure(step, steps: int) -> dict:

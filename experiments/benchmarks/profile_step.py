@@ -32,8 +32,11 @@ import jax  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks import torch_models  # noqa: E402
-from segjax import config as config_lib, host_memory, sharding as sharding_lib, train  # noqa: E402
+from segjax import config as config_lib  # noqa: E402
 from segjax.data import pipeline  # noqa: E402
+from segjax.models import factory
+from segjax.runtime import host_memory, sharding as sharding_lib
+from segjax.training import trainer as trainer_lib
 
 
 def hlo_categories(hlo: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -99,7 +102,7 @@ def main():
   config.dataset.image_size = args.size
   config.batch_size = args.batch
   host = pipeline.synthetic_batch(args.batch, args.size, args.size, 3, 2)
-  trainer = train.Trainer(config, train.create_model(config, 2), 2, (args.size, args.size, 3), 255)
+  trainer = trainer_lib.Trainer(config, factory.create_model(config, 2), 2, (args.size, args.size, 3), 255)
   batch = sharding_lib.put_batch(host, trainer.batch_sharding)
   compiled = trainer.train_step.lower(trainer.state, batch).compile()
   state = trainer.state

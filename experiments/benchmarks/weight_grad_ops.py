@@ -23,8 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 import jax  # noqa: E402
 from jax import lax  # noqa: E402
 
-from segjax import host_memory  # noqa: E402
 from segjax.models import convolution  # noqa: E402
+from segjax.runtime import host_memory  # noqa: E402
 
 LAYERS = ("8,128,3,64,1 8,128,64,64,1 8,128,64,64,2 8,64,64,128,1 8,64,128,128,1 "
           "4,256,3,64,1 4,256,64,64,1 4,256,64,64,2 4,128,64,128,1 4,128,128,128,1 "

@@ -5,7 +5,7 @@
 1. Whole forward passes (SegNet of configs/segnet_skin.py, batch 16; U-Net of
    configs/unet.py, batch 4; 256x256) compiled with XLA's defaults, with
    `LIBRARY_FUSION_TYPE_DOT` (the train step's "eigen" choice) and with
-   `segjax.cpu_kernels.INFERENCE_COMPILER_OPTIONS`, alternating, 3 rounds.
+   `segjax.runtime.cpu_kernels.INFERENCE_COMPILER_OPTIONS`, alternating, 3 rounds.
 2. U-Net's 3x3 convolutions (+ ReLU) alone at batch 4, default and Eigen
    kernels, and torch.nn.functional.conv2d (NCHW and channels-last).
 Medians in ms, and GFLOP/s for the convolutions.
@@ -17,8 +17,8 @@ import time
 import jax
 import numpy as np
 
-from segjax import cpu_kernels
 from segjax.models import registry
+from segjax.runtime import cpu_kernels
 
 OPTIONS = {"default": None,
            "dot": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"},

@@ -15,7 +15,9 @@ import time
 import jax
 import numpy as np
 
-from segjax import data as datasets, evaluation, restored, train
+from segjax import data as datasets
+from segjax.inference import evaluation
+from segjax.training import restored
 
 
 def matmul_gflops() -> float:
@@ -47,7 +49,7 @@ def main():
   print(f"{count} images of sizes {sizes}; {os.cpu_count()} CPUs, {platform.machine()}, "
         f"load average {os.getloadavg()}; matmul {matmul_gflops():.1f} GFLOP/s")
   for mode in args.modes.split(","):
-    segmenter = train.create_segmenter(config, run.model, run.num_channels, mode=mode)
+    segmenter = restored.create_segmenter(config, run.model, run.num_channels, mode=mode)
     evaluation.predict_masks(segmenter, run.variables, images)  # Compiles.
     start = time.perf_counter()
     masks = evaluation.predict_masks(segmenter, run.variables, images)

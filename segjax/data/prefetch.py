@@ -14,7 +14,7 @@ import threading
 
 from jax.sharding import NamedSharding
 
-from segjax import sharding as sharding_lib
+from segjax.runtime import sharding as sharding_lib
 
 
 class DevicePrefetcher:
@@ -70,7 +70,7 @@ class DevicePrefetcher:
       self._thread.join()
       self._thread = None
 
-  # The data iterator's checkpoint interface (segjax.checkpointing).
+  # The data iterator's checkpoint interface (segjax.training.checkpointing).
   def get_state(self) -> bytes:
     return self._state
 

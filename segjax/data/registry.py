@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable
 
 import jax
 import ml_collections
 from jax.experimental import multihost_utils
 
-
-class RecordSource(Protocol):
-  """Random access to records `{"image": uint8 (H, W, C), "mask": uint8 (H, W, 1)}`."""
-
-  def __len__(self) -> int: ...
-
-  def __getitem__(self, index: int) -> dict[str, Any]: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class SegmentationData:
-  """The prepared splits of a dataset and what its labels mean."""
-  train: RecordSource
-  eval: RecordSource
-  num_classes: int
-  class_names: Sequence[str]
-  num_channels: int = 3
-  ignore_index: int = 255
+from segjax.data import sources
+from segjax.data.record_source import RecordSource, SegmentationData  # noqa: F401 (re-exported)
 
 
 _DATASETS: dict[str, Callable[[ml_collections.ConfigDict], SegmentationData]] = {}
@@ -68,7 +51,6 @@ def load(dataset_config: ml_collections.ConfigDict) -> SegmentationData:
                      f"registered datasets: {', '.join(names())}")
   data = prepare_once(lambda: _DATASETS[name](dataset_config), f"dataset {name}")
   if dataset_config.get("grayscale", False):
-    from segjax.data import sources  # Imports this module.
     data = sources.to_grayscale(data)
   for split, source in (("train", data.train), ("eval", data.eval)):
     if len(source) == 0:

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from segjax.data.images import DatasetError
-from segjax.data.registry import RecordSource, SegmentationData
+from segjax.data.record_source import RecordSource, SegmentationData
 
 
 def mask_like_image(mask: np.ndarray, image: np.ndarray) -> np.ndarray:

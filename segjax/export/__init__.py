@@ -22,7 +22,7 @@ import jax
 import numpy as np
 from jax import export as jax_export
 
-from segjax import cpu_kernels
+from segjax.runtime import cpu_kernels
 
 STABLEHLO_DIR, STABLEHLO_FILE = "stablehlo", "model.jax_export"
 ONNX_DIR, ONNX_FILE = "onnx", "model.onnx"

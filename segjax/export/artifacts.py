@@ -1,6 +1,6 @@
 """Writes a run's checkpoint as StableHLO and ONNX files, each with its model.json.
 
-`export_run` restores the checkpoint (`segjax.restored`); `write_exports` takes
+`export_run` restores the checkpoint (`segjax.training.restored`); `write_exports` takes
 any model's apply function and variables, so that tests and other callers
 export without a workdir.
 """
@@ -15,10 +15,11 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from segjax import inference, restored, visualize, writers
 from segjax import export as export_lib
 from segjax.data import pipeline
 from segjax.export import function, stablehlo
+from segjax.inference import segmenter, visualize
+from segjax.training import restored, writers
 
 FORMATS = ("stablehlo", "onnx")
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
@@ -55,7 +56,7 @@ def segjax_version() -> str:
 
 def describe(labels: dict, config, step: int | None, metrics: dict | None) -> dict:
   """The model.json fields every format shares."""
-  options = inference.Options.from_config(config, total_stride=1)
+  options = segmenter.Options.from_config(config, total_stride=1)
   names = list(labels["class_names"])
   colours = visualize.palette(len(names)).tolist()
   return {
@@ -68,7 +69,7 @@ def describe(labels: dict, config, step: int | None, metrics: dict | None) -> di
       "normalization": options.normalization,
       "flip": options.flip,
       "training_size": list(pipeline.image_size(config.dataset)),
-      # What `segjax.predict --export` segments with (segjax.inference.Options).
+      # What `segjax.predict --export` segments with (segjax.inference.segmenter.Options).
       "inference": {"mode": options.mode, "scales": list(options.scales),
                     "resize": options.resize, "scale": list(options.scale),
                     "stride": list(options.stride), "batch_size": options.batch_size,

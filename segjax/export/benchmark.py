@@ -30,9 +30,12 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from segjax import benchmark as train_benchmark, cpu_kernels, inference, train
+from segjax import benchmark as train_benchmark
 from segjax.data import pipeline
 from segjax.export import function, onnx_graph, stablehlo
+from segjax.inference import segmenter
+from segjax.models import factory
+from segjax.runtime import cpu_kernels
 
 FLAGS = flags.FLAGS
 
@@ -40,11 +43,11 @@ FLAGS = flags.FLAGS
 def _segjax_runners(config, num_classes: int, channels: int, size: tuple[int, int], log):
   """{name: images -> classes} for segjax's jit, the StableHLO export and ONNX Runtime."""
   import onnxruntime
-  model = train.create_model(config, num_classes)
+  model = factory.create_model(config, num_classes)
   init = jax.jit(lambda key: model.init({"params": key, "dropout": key},
                                         np.zeros((1, *size, channels), np.float32), train=False))
   variables = init(jax.random.key(config.seed))
-  options = inference.Options.from_config(config, total_stride=1)
+  options = segmenter.Options.from_config(config, total_stride=1)
   predict = function.inference_function(model.apply, variables, options.normalization,
                                         "classes", options.flip)
   start = time.perf_counter()
@@ -78,7 +81,7 @@ def _torch_runner(config, num_classes: int, channels: int, normalization: str):
     from benchmarks import torch_models
   if normalization != "unit":
     raise ValueError(f"the PyTorch runner normalises as 'unit' only (the run's: {normalization})")
-  options = {k: v for k, v in config.model.items() if k not in train.NON_MODEL_KEYS}
+  options = {k: v for k, v in config.model.items() if k not in factory.NON_MODEL_KEYS}
   model = torch_models.build(config.model.name, num_classes, channels, **options).eval()
 
   def run(images):
@@ -104,7 +107,7 @@ def run(config, batch_sizes=(1, 16), rounds: int = 10, compare_torch: bool = Fal
   runners = _segjax_runners(config, num_classes, channels, size, log)
   if compare_torch:
     runners["torch_eager"], result["torch_version"], result["torch_threads"] = _torch_runner(
-        config, num_classes, channels, inference.Options.from_config(config, 1).normalization)
+        config, num_classes, channels, segmenter.Options.from_config(config, 1).normalization)
   rng = np.random.default_rng(0)
   for batch in batch_sizes:
     images = rng.integers(0, 256, (batch, *size, channels), dtype=np.uint8)

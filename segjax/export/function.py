@@ -6,7 +6,8 @@ from typing import Callable
 
 import jax
 
-from segjax import inference, losses
+from segjax.inference import segmenter
+from segjax.scoring import losses
 
 OUTPUT_KINDS = ("classes", "probabilities")
 
@@ -15,7 +16,7 @@ def inference_function(apply_fn: Callable, variables: dict, normalization: str,
                        output_kind: str, flip: bool = False) -> Callable[[jax.Array], jax.Array]:
   """images -> the prediction evaluation and `segjax.predict` make, with `variables`' weights.
 
-  `inference.model_logits` (normalisation, network, flip averaging) then
+  `segmenter.model_logits` (normalisation, network, flip averaging) then
   int32 (N, H, W) class indices ("classes", `losses.predicted_classes`) or
   float32 (N, H, W, max(num_classes, 2)) probabilities ("probabilities",
   `losses.probabilities`), from uint8 (N, H, W, C) images.
@@ -25,5 +26,5 @@ def inference_function(apply_fn: Callable, variables: dict, normalization: str,
   head = losses.predicted_classes if output_kind == "classes" else losses.probabilities
 
   def predict(images: jax.Array) -> jax.Array:
-    return head(inference.model_logits(apply_fn, variables, images, normalization, flip))
+    return head(segmenter.model_logits(apply_fn, variables, images, normalization, flip))
   return predict

@@ -14,7 +14,7 @@ not gain consistently.
 `lax.conv_general_dilated`. Where the convolution has stride 1, its output
 (hence its output gradient) at least `MIN_SLICED_GRADIENT_BYTES`, the batch at
 most `EIGEN_MAX_FEATURES` images and the model is traced for the CPU
-(`backend.formulation("conv_weight_gradient")`), its custom VJP computes the
+(`model_ops.formulation("conv_weight_gradient")`), its custom VJP computes the
 weight gradient in slices of at most `EIGEN_MAX_FEATURES` output channels,
 which XLA then runs with Eigen. (Larger batches are left alone: slicing a
 batch that is split over devices would move images between them.) The values
@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from segjax.models import backend
+from segjax.runtime import model_ops
 
 # XLA:CPU sends a convolution to YNNPACK unless both its input and output
 # feature counts are at most this (xla/backends/cpu/ynn_support.cc). For the
@@ -70,7 +70,7 @@ def _slices_weight_gradient(lhs, rhs, conv, *, window_strides, lhs_dilation, rhs
                             dimension_numbers, feature_group_count, batch_group_count,
                             preferred_element_type, **unused) -> bool:
   del unused  # Padding and precision do not change the choice.
-  if backend.formulation("conv_weight_gradient") != "sliced":
+  if model_ops.formulation("conv_weight_gradient") != "sliced":
     return False
   if lhs.ndim != 4 or rhs.ndim != 4:
     return False

@@ -24,7 +24,7 @@ upsampling of `vgg16_skip_fcn`) stay packed, where per-tap slices would make
 compilation slow.
 
 All of this is XLA:CPU's concern: on other backends `conv_transpose` and
-`max_pool` run XLA's own ops (`segjax.models.backend`).
+`max_pool` run XLA's own ops (`segjax.runtime.model_ops`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from segjax.models import backend, convolution
+from segjax.models import convolution
+from segjax.runtime import model_ops
 
 Dtype = Any
 PaddingLike = str | Sequence[tuple[int, int]]
@@ -111,9 +112,9 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
     (N, H_out, W_out, C_out), with H_out as `lax.conv_transpose` gives it.
 
   On CPU computed by phases (the module docstring); elsewhere it is
-  `lax.conv_transpose` (`backend.formulation("conv_transpose")`).
+  `lax.conv_transpose` (`model_ops.formulation("conv_transpose")`).
   """
-  if backend.formulation("conv_transpose") == "xla":
+  if model_ops.formulation("conv_transpose") == "xla":
     return jax.lax.conv_transpose(x, kernel, tuple(strides), padding,
                                   dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                   transpose_kernel=transpose_kernel, precision=precision)
@@ -272,11 +273,11 @@ def max_pool(x: jax.Array, window: Sequence[int], strides: Sequence[int] | None 
   2x2 pool of a (4, 128, 128, 64) activation took 41.9 ms that way and 21.1 ms
   as a reshape, 1.6x to 7x faster over the pools of
   experiments/benchmarks/max_pool_ops.log. Off CPU it is `flax.linen.max_pool`
-  (`backend.formulation("max_pool")`).
+  (`model_ops.formulation("max_pool")`).
   """
   window = tuple(window)
   strides = tuple(strides or window)
-  if backend.formulation("max_pool") == "xla":
+  if model_ops.formulation("max_pool") == "xla":
     return nn.max_pool(x, window, strides, padding)
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads(x.shape[1:3], window, strides, padding)

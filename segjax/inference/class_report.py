@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from segjax import metrics as metrics_lib
+from segjax.scoring import metrics as metrics_lib
 
 FOLDER = "confusion"  # In a run's workdir: final.csv|png and best.csv|png.
 

@@ -1,6 +1,6 @@
 """Scores a model on a split at the original resolution of its masks.
 
-Every image goes through `segjax.inference.Segmenter` (whole or slide mode,
+Every image goes through `segjax.inference.segmenter.Segmenter` (whole or slide mode,
 flip and scales as configured); its logits come back at the mask's own size
 and every original pixel that is not `ignore_index` counts once in the
 confusion matrix. Totals stay on the device until the end of the split.
@@ -17,9 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from segjax import inference, losses, metrics as metrics_lib
 from segjax.data import pipeline
 from segjax.data.registry import RecordSource
+from segjax.inference import segmenter as segmenter_lib
+from segjax.scoring import losses, metrics as metrics_lib
 
 
 def standard_record(record: dict) -> dict:
@@ -61,7 +62,7 @@ def _score(totals: dict, logits: jax.Array, labels: jax.Array, *, objective, num
                                   objective.normalisers(labels, valid))}, per_image
 
 
-def labels_canvas(group: inference.Group, masks: dict, ignore_index: int) -> np.ndarray:
+def labels_canvas(group: segmenter_lib.Group, masks: dict, ignore_index: int) -> np.ndarray:
   """uint8 (N, H, W) masks of a group's images on its canvas; ignore_index elsewhere."""
   canvas = np.full(group.logits.shape[:3], ignore_index, np.uint8)
   for i, key in enumerate(group.keys):
@@ -79,7 +80,7 @@ class Result:
   per_image: dict
 
 
-def evaluate(segmenter: inference.Segmenter, variables: dict, source: RecordSource, *,
+def evaluate(segmenter: segmenter_lib.Segmenter, variables: dict, source: RecordSource, *,
              num_classes: int, ignore_index: int, objective: losses.Objective) -> Result:
   """Scores every image of `source` once, at its mask's size (see the module docstring)."""
   zeros = lambda: {name: segmenter.put(np.zeros((), np.float32)) for name in objective.weights}
@@ -102,7 +103,7 @@ def evaluate(segmenter: inference.Segmenter, variables: dict, source: RecordSour
                             num_classes=num_classes, ignore_index=ignore_index)
     keys.append(group.keys)
     per_image.append(counts)
-  totals, per_image = inference.to_host((totals, per_image))  # One transfer, at the end.
+  totals, per_image = segmenter_lib.to_host((totals, per_image))  # One transfer, at the end.
   confusion = metrics_lib.exact_counts(totals["confusion"])
   result = metrics_lib.from_confusion_matrix(confusion)
   result["loss"] = float(objective.combine(totals["loss_sums"], totals["loss_normalisers"]))
@@ -129,7 +130,7 @@ def pick_images(per_image: dict, count: int) -> tuple[list[int], list[int]]:
   return fixed, others[:count]
 
 
-def predict_masks(segmenter: inference.Segmenter, variables: dict,
+def predict_masks(segmenter: segmenter_lib.Segmenter, variables: dict,
                   images: dict) -> dict[int, np.ndarray]:
   """{key: uint8 (H, W) predicted classes} of {key: uint8 (H, W, C) image}."""
   out = {}

@@ -9,7 +9,9 @@ import re
 import jax
 import ml_collections
 
-from segjax import config as config_lib, evaluation, visualize, writers
+from segjax import config as config_lib
+from segjax.inference import evaluation, visualize
+from segjax.training import writers
 
 LABELS_FILE = "labels.json"  # What the classes are, for predict.py.
 
@@ -69,7 +71,7 @@ def write_labels(data, workdir: str) -> None:
 def save_prediction_grid(segmenter, variables: dict, source, per_image: dict, workdir: str,
                          step: int, count: int, num_classes: int) -> None:
   """predictions/step_N.png: the first `count` images of the split and the `count` worst
-  scored ones (segjax.evaluation.pick_images), each at its own aspect ratio."""
+  scored ones (segjax.inference.evaluation.pick_images), each at its own aspect ratio."""
   if count <= 0 or not per_image:
     return
   fixed, worst = evaluation.pick_images(per_image, count)

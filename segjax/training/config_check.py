@@ -17,9 +17,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from segjax import cpu_kernels, losses, metrics, models, optim
-from segjax.data import augment, class_weights, normalize, pipeline, sampling
-from segjax.data import registry as data_registry
+from segjax import models
+from segjax.data import augment, class_weights, normalize, pipeline, registry as data_registry
+from segjax.data import sampling
+from segjax.runtime import cpu_kernels
+from segjax.scoring import losses, metrics
+from segjax.training import optim
 
 
 class ConfigError(ValueError):
@@ -116,12 +119,12 @@ _output_sizes: dict = {}  # Traced once per model config and size in a process.
 
 def _output_size(config, height: int, width: int):
   """The model's output (height, width) for one input, or the error tracing it raised."""
-  from segjax import train  # train imports this module.
+  from segjax.models import factory
   channels = 1 if config.dataset.get("grayscale", False) else 3
   key = (json.dumps({"model": config.model.to_dict(), "dtype": config.dtype}), height, width,
          channels)
   if key not in _output_sizes:
-    model = train.create_model(config, 2)
+    model = factory.create_model(config, 2)
     inputs = jax.ShapeDtypeStruct((1, height, width, channels), jnp.float32)
     try:
       out, _ = jax.eval_shape(functools.partial(model.init_with_output, train=False),
@@ -135,9 +138,9 @@ def _output_size(config, height: int, width: int):
 def _model_problem(config, trace: bool) -> str | None:
   """An unknown model or option; with `trace`, whether the model takes the configured
   image size and gives logits of that size."""
-  from segjax import train  # train imports this module.
+  from segjax.models import factory
   try:
-    normalize.mode_for(config, train.create_model(config, 2))
+    normalize.mode_for(config, factory.create_model(config, 2))
   except (ValueError, TypeError) as error:  # TypeError: a dtype JAX does not know.
     return None if config.dtype not in DTYPES else str(error)
   if not trace:
@@ -147,7 +150,7 @@ def _model_problem(config, trace: bool) -> str | None:
   if output == (height, width):
     return None
   try:
-    stride = models.registry.total_stride(train.create_model(config, 2),
+    stride = models.registry.total_stride(factory.create_model(config, 2),
                                  1 if config.dataset.get("grayscale", False) else 3)
   except ValueError:  # No power of two keeps the size.
     stride = None

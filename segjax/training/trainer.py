@@ -2,7 +2,7 @@
 
 `train_step(state, batch) -> (state, metrics)` is pure; `Trainer` compiles it
 once over the device mesh (batch split over its axes, state donated) and
-evaluates at the original resolution (segjax.evaluation), and
+evaluates at the original resolution (segjax.inference.evaluation), and
 `train_and_evaluate` owns the loop, checkpoints, logs and pictures.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import os
 import time
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -19,118 +18,16 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from flax.training import train_state
 
-from segjax import checkpointing, class_report, config_check, cpu_kernels, evaluation
-from segjax import inference, losses, metrics as metrics_lib, models, optim, outputs, run_control
-from segjax import summary as summary_lib
-from segjax import warm_start, writers
-from segjax import sharding as sharding_lib
 from segjax import data as datasets
 from segjax.data import class_weights, normalize, pipeline, prefetch
-from segjax.models import backend as model_backend
-from segjax.models import pretrained
-
-
-class TrainState(train_state.TrainState):
-  batch_stats: Any = None
-  ema_params: Any = None  # Set when config.ema_decay > 0; evaluation then uses it.
-
-
-NON_MODEL_KEYS = ("name", "pretrained", "pretrained_path", "num_outputs")
-
-
-def num_outputs(config: ml_collections.ConfigDict, num_classes: int) -> int:
-  """Logit channels: `model.num_outputs` (1: one sigmoid logit for two classes), or
-  0 for one per class."""
-  outputs = config.model.get("num_outputs", 0)
-  if outputs == 0:
-    return num_classes
-  if outputs == 1 and num_classes == 2:
-    return 1
-  raise ValueError(f"model.num_outputs={outputs} does not fit a dataset of {num_classes} "
-                   f"classes: use 0 (one logit per class) or, for two classes, 1 (a sigmoid)")
-
-
-def input_normalization(config: ml_collections.ConfigDict) -> str:
-  """The run's `dataset.normalization`, resolved for its model (normalize.mode_for: a
-  pretrained encoder's own, else "unit" when the key is empty)."""
-  return normalize.mode_for(config, create_model(config, 2))
-
-
-def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
-  """The configured model, with `num_outputs(config, num_classes)` logit channels."""
-  options = {key: value for key, value in config.model.items() if key not in NON_MODEL_KEYS}
-  return models.build(config.model.name, num_outputs(config, num_classes),
-                      dtype=jnp.dtype(config.dtype), **options)
-
-
-def _state_initializer(config: ml_collections.ConfigDict, model: nn.Module,
-                       input_shape: tuple[int, int, int]):
-  """rng -> the initial TrainState."""
-  tx = optim.create_optimizer(config, frozen_patterns(config, model))
-
-  def init(rng):
-    variables = model.init({"params": rng, "dropout": rng}, jnp.zeros((1, *input_shape)),
-                           train=False)
-    params = variables["params"]
-    return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
-                             batch_stats=variables.get("batch_stats", {}),
-                             ema_params=params if config.ema_decay > 0 else None)
-  return init
-
-
-def abstract_train_state(config: ml_collections.ConfigDict, model: nn.Module,
-                         input_shape: tuple[int, int, int]) -> TrainState:
-  """The shapes and dtypes of the initial state, computing nothing."""
-  return jax.eval_shape(_state_initializer(config, model, input_shape),
-                        jax.random.key(config.seed))
-
-
-def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
-                       input_shape: tuple[int, int, int], mesh) -> TrainState:
-  """Initialises the state directly in its sharding on the mesh."""
-  # One initializer for both shapes and values: the state's optimizer is part of
-  # its tree structure, and another `_state_initializer` call builds another one.
-  init, rng = _state_initializer(config, model, input_shape), jax.random.key(config.seed)
-  shardings = sharding_lib.state_shardings(mesh, jax.eval_shape(init, rng))
-  return jax.jit(init, out_shardings=shardings,
-                 compiler_options=_init_compiler_options(mesh))(rng)
-
-
-def _init_compiler_options(mesh) -> dict | None:
-  """XLA:CPU compiles the initialiser without LLVM optimisation.
-
-  The initialiser runs once, and most of its code is the random-number
-  generator of every parameter. Compiling and running SegNet's (11.7M
-  parameters) took 3.25 s with LLVM's optimisations and 0.92 s without; every
-  config's was 1.0x to 7.2x faster in all
-  (experiments/benchmarks/init_compile.log). The random bits are integer
-  arithmetic, identical either way; floats drawn from them can differ in the
-  last bit.
-  """
-  if mesh.devices.flat[0].platform != "cpu":
-    return None
-  return {"xla_backend_optimization_level": 0}
-
-
-def frozen_patterns(config: ml_collections.ConfigDict, model: nn.Module) -> tuple[str, ...]:
-  """The model's own frozen parameters (e.g. a pretrained encoder) and config.optimizer.freeze."""
-  return tuple(getattr(model, "frozen_patterns", ())) + tuple(config.optimizer.freeze)
-
-
-def load_pretrained(config: ml_collections.ConfigDict, model: nn.Module,
-                    state: TrainState) -> TrainState:
-  """Replaces the encoder's parameters (and statistics) by ImageNet weights."""
-  if config.model.pretrained != "imagenet":
-    raise ValueError(f"model.pretrained={config.model.pretrained!r}: use 'imagenet' or ''")
-  variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
-  variables = pretrained.load_imagenet(model, variables, config.model.pretrained_path or None)
-  put = lambda new, old: jax.device_put(new, old.sharding)
-  params = jax.tree.map(put, variables["params"], state.params)
-  return state.replace(
-      params=params, batch_stats=jax.tree.map(put, variables["batch_stats"], state.batch_stats),
-      ema_params=params if state.ema_params is not None else None)
+from segjax.inference import class_report, evaluation, segmenter
+from segjax.models import factory
+from segjax.runtime import cpu_kernels, model_ops, sharding as sharding_lib
+from segjax.scoring import losses, metrics as metrics_lib
+from segjax.training import checkpointing, config_check, model_summary, optim, outputs, restored
+from segjax.training import run_control, train_state, warm_start, writers
+from segjax.training.train_state import TrainState
 
 
 def _split_micro_batches(x: jax.Array, count: int) -> jax.Array:
@@ -218,25 +115,6 @@ def train_step(state: TrainState, batch: dict, *, objective: losses.Objective, i
   }
 
 
-def inference_variables(state: TrainState) -> dict:
-  """The variables evaluation and prediction use: the EMA parameters when kept."""
-  params = state.ema_params if state.ema_params is not None else state.params
-  return {"params": params, "batch_stats": state.batch_stats}
-
-
-def create_segmenter(config: ml_collections.ConfigDict, model: nn.Module, num_channels: int,
-                     batch_sharding=None, **overrides) -> inference.Segmenter:
-  """The run's inference (config.eval, dataset.resize/scale/image_size) on the platform of
-  `batch_sharding`'s mesh (default: the first local device); `overrides` replace
-  `inference.Options` fields."""
-  options = inference.Options.from_config(
-      config, models.total_stride(model, num_channels), **overrides)
-  device = (batch_sharding.mesh.devices.flat[0] if batch_sharding is not None
-            else jax.local_devices()[0])
-  apply_fn = model_backend.traced_for(device.platform, model.apply)
-  return inference.Segmenter(apply_fn, options, batch_sharding, writers.log)
-
-
 class Trainer:
   """The compiled steps of one config on one mesh, and the initial state."""
 
@@ -252,14 +130,14 @@ class Trainer:
     self.num_classes = num_classes
     self.batch_sharding = sharding_lib.batch_sharding(self.mesh)
     self.replicated = sharding_lib.replicated(self.mesh)
-    self.state = create_train_state(config, model, input_shape, self.mesh)
+    self.state = train_state.create_train_state(config, model, input_shape, self.mesh)
     self.state_sharding = jax.tree.map(lambda x: x.sharding, self.state)
     self.objective = losses.from_config(config)
     normalization = self.normalization = normalize.mode_for(config, model)
-    frozen = frozen_patterns(config, model)
+    frozen = train_state.frozen_patterns(config, model)
     optim.check_patterns_match(self.state.params, config.optimizer.freeze)
     # The models' ops are chosen for the platform the mesh runs on (models.backend).
-    for_mesh = functools.partial(model_backend.traced_for, self.mesh.devices.flat[0].platform)
+    for_mesh = functools.partial(model_ops.traced_for, self.mesh.devices.flat[0].platform)
     step = for_mesh(functools.partial(
         train_step, objective=self.objective, ignore_index=ignore_index,
         rng=jax.random.key(config.seed), normalization=normalization,
@@ -275,14 +153,14 @@ class Trainer:
     self.cpu_conv_kernels, self.train_step = cpu_kernels.resolve(
         config.cpu_conv_kernels, build_step, self.state, example_batch, writers.log)
     self.ignore_index = ignore_index
-    self.segmenter = create_segmenter(config, model, input_shape[-1], self.batch_sharding)
-    writers.log(f"evaluation: {inference.cost_note(self.segmenter.options)}, at each mask's "
+    self.segmenter = restored.create_segmenter(config, model, input_shape[-1], self.batch_sharding)
+    writers.log(f"evaluation: {segmenter.cost_note(self.segmenter.options)}, at each mask's "
                 "original size")
 
   def evaluate(self, state: TrainState, source) -> evaluation.Result:
     """Metrics over every image of `source` at its original resolution, and the
-    confusion matrix of each image (segjax.evaluation)."""
-    return evaluation.evaluate(self.segmenter, inference_variables(state), source,
+    confusion matrix of each image (segjax.inference.evaluation)."""
+    return evaluation.evaluate(self.segmenter, train_state.inference_variables(state), source,
                                num_classes=self.num_classes, ignore_index=self.ignore_index,
                                objective=self.objective)
 
@@ -322,7 +200,7 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
               f"({config.dataset.train_split}), {len(data.eval)} eval examples "
               f"({config.dataset.eval_split}), {data.num_classes} classes")
   height, width = pipeline.image_size(config.dataset)
-  model = create_model(config, data.num_classes)
+  model = factory.create_model(config, data.num_classes)
   trainer = Trainer(config, model, data.num_classes, (height, width, data.num_channels),
                     data.ignore_index)
   writers.log(f"model {config.model.name}: "
@@ -342,12 +220,12 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
   if state is None:
     state = trainer.state
     if config.model.pretrained:
-      state = load_pretrained(config, model, state)
+      state = train_state.load_pretrained(config, model, state)
       writers.log(f"encoder initialised from {config.model.pretrained} weights")
     if config.init_from:
       state = warm_start.load(config, state, workdir, writers.log)
-    summary_lib.write(workdir, model, {"params": state.params, "batch_stats": state.batch_stats},
-                      (height, width, data.num_channels), frozen_patterns(config, model))
+    model_summary.write(workdir, model, {"params": state.params, "batch_stats": state.batch_stats},
+                        (height, width, data.num_channels), train_state.frozen_patterns(config, model))
   else:
     writers.log(f"resumed from {workdir}/checkpoints at step {int(state.step)}")
   start_step = int(state.step)
@@ -388,7 +266,7 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
         class_report.save_in_workdir(workdir, "best", confusion, data.class_names,
                                      f"step {step}, best {best.metric} {best.record['value']:.4f}")
       writer.write(step, "eval", eval_metrics)
-      outputs.save_prediction_grid(trainer.segmenter, inference_variables(state), data.eval,
+      outputs.save_prediction_grid(trainer.segmenter, train_state.inference_variables(state), data.eval,
                                    result.per_image, workdir, step,
                                    config.num_prediction_images, data.num_classes)
       writers.log(f"eval at step {step}: " + _format(eval_metrics))
@@ -416,7 +294,7 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
                                  f"{config.dataset.eval_split}")
   writers.log(f"outputs in {workdir}: checkpoints/, metrics.jsonl, tensorboard/, "
               f"predictions/, {class_report.FOLDER}/, config.json, {outputs.LABELS_FILE}, "
-              f"{summary_lib.SUMMARY_FILE}")
+              f"{model_summary.SUMMARY_FILE}")
   return eval_metrics or {}
 
 

@@ -10,7 +10,7 @@ import time
 
 import jax
 
-from segjax import checkpointing
+from segjax.training import checkpointing
 
 
 class WorkdirInUseError(RuntimeError):

@@ -15,8 +15,8 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from segjax import checkpointing
-from segjax.config_check import ConfigError
+from segjax.training import checkpointing
+from segjax.training.config_check import ConfigError
 
 COLLECTIONS = ("params", "batch_stats")
 REPORT_FILE = "init_from.json"

@@ -37,8 +37,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from segjax import cpu_kernels, losses
 from segjax.data import normalize, pipeline
+from segjax.runtime import cpu_kernels
+from segjax.scoring import losses
 
 MODES = ("whole", "slide")
 RESIZE_POLICIES = ("squash", "keep_ratio")
@@ -488,5 +489,5 @@ def cost_note(options: Options) -> str:
 
 
 def _normalization(config: ml_collections.ConfigDict) -> str:
-  from segjax import train  # train imports this module's users.
-  return train.input_normalization(config)
+  from segjax.models import factory
+  return factory.input_normalization(config)
