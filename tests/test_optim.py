@@ -172,3 +172,37 @@ def test_update_that_overflows_the_parameters_is_skipped():
   assert int(state.step) == 1
   for old, new in zip(jax.tree.leaves(before), jax.tree.leaves(jax.device_get(state.params))):
     np.testing.assert_array_equal(old, new)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_encoder_lr_multiplier_scales_the_encoders_update_only(name):
+  config = tiny_config()
+  config.optimizer.name = name
+  config.optimizer.weight_decay = 0.01
+  params = {"encoder": {"conv": {"kernel": jnp.full((3,), 0.5)}},
+            "decoder": {"conv": {"kernel": jnp.full((3,), 0.5)}}}
+  grads = jax.tree.map(lambda p: jnp.array([0.3, -0.2, 0.1]), params)
+
+  def update(multiplier):
+    config.optimizer.encoder_lr_multiplier = multiplier
+    tx = optim.create_optimizer(config)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    return updates
+
+  full, tenth = update(1.0), update(0.1)
+  np.testing.assert_allclose(tenth["encoder"]["conv"]["kernel"],
+                             0.1 * full["encoder"]["conv"]["kernel"], rtol=1e-6)
+  np.testing.assert_array_equal(tenth["decoder"]["conv"]["kernel"],
+                                full["decoder"]["conv"]["kernel"])
+  assert np.all(np.abs(full["encoder"]["conv"]["kernel"]) > 0)
+
+
+def test_encoder_lr_multiplier_with_a_frozen_pattern():
+  config = tiny_config()
+  config.optimizer.encoder_lr_multiplier = 0.5
+  params = {"encoder": {"a": jnp.ones(2), "b": jnp.ones(2)}, "head": jnp.ones(2)}
+  tx = optim.create_optimizer(config, frozen_patterns=("encoder/a",))
+  grads = jax.tree.map(jnp.ones_like, params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_array_equal(updates["encoder"]["a"], 0.0)
+  np.testing.assert_allclose(updates["encoder"]["b"], 0.5 * updates["head"], rtol=1e-6)

@@ -34,6 +34,10 @@ def mode_for(config, model) -> str:
   mode = config.dataset.normalization
   encoder = getattr(model, "imagenet_encoder", None) if config.model.pretrained else None
   needed = PRETRAINED_MODES.get(encoder)
+  if needed is None and encoder:
+    from segjax.models import encoders  # PyTorch-checkpoint encoders state their own.
+    if encoder in encoders.names():
+      needed = encoders.spec(encoder).normalization
   if needed is None:
     return mode or "unit"
   if mode and mode != needed:

@@ -252,9 +252,14 @@ def load_imagenet(model, variables: Mapping[str, Any], path: str | os.PathLike |
                   cache_dir: str | os.PathLike | None = None) -> dict:
   """`load_imagenet_encoder` for the encoder `model` names in its `imagenet_encoder`."""
   encoder = getattr(model, "imagenet_encoder", None)
+  from segjax.models import encoders, torch_weights  # The PyTorch-checkpoint encoders.
+  if encoder in encoders.names():
+    file = path or torch_weights.imagenet_weights_path(encoder, cache_dir)
+    return torch_weights.load_encoder_weights(encoder, variables, file, scope=("encoder",))
   if encoder is None:
     raise ValueError(f"{type(model).__name__} with these options has no ImageNet encoder "
                      f"(config key model.pretrained); ImageNet weights exist for VGG16 "
                      f"(vgg16_skip_fcn, fcn8 with conv_type='conv'), MobileNetV2 "
-                     f"(mobilenetv2_unet) and DenseNet backbones (fc_densenet).")
+                     f"(mobilenetv2_unet), DenseNet backbones (fc_densenet) and every `model.encoder` of "
+                     f"unet, fpn and deeplabv3plus.")
   return load_imagenet_encoder(variables, encoder, path, cache_dir)

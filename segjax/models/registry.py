@@ -8,20 +8,25 @@ from typing import Callable
 import flax.linen as nn
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+# A second form of a registered name, built when the given option is set: "unet" with
+# `encoder` is the encoder-decoder U-Net, without it the original U-Net.
+_FORMS: dict[str, tuple[str, Callable[..., nn.Module]]] = {}
 
 
-def register(name: str):
-  """Class decorator: registers a `flax.linen.Module` under `name`."""
+def register(name: str, when: str | None = None):
+  """Class decorator: registers a `flax.linen.Module` under `name`; with `when`, as the
+  form of `name` built when the option `when` is given a non-empty value."""
   def wrap(cls):
-    if name in _MODELS:
+    table = _FORMS if when else _MODELS
+    if name in table:
       raise ValueError(f"model {name!r} is registered twice")
-    _MODELS[name] = cls
+    table[name] = (when, cls) if when else cls
     return cls
   return wrap
 
 
 def names() -> list[str]:
-  return sorted(_MODELS)
+  return sorted(set(_MODELS) | set(_FORMS))
 
 
 def build(name: str, num_classes: int, **kwargs) -> nn.Module:
@@ -31,10 +36,15 @@ def build(name: str, num_classes: int, **kwargs) -> nn.Module:
     ValueError: unknown model name, or an option the model does not have
       (config key `model.<option>`).
   """
-  if name not in _MODELS:
+  if name not in _MODELS and name not in _FORMS:
     raise ValueError(f"unknown model {name!r} (config key model.name); "
                      f"registered models: {', '.join(names())}")
-  cls = _MODELS[name]
+  option, form = _FORMS.get(name, (None, None))
+  if form is not None and kwargs.get(option):
+    cls = form
+  else:
+    kwargs = {k: v for k, v in kwargs.items() if k != option or v}  # An empty option: unset.
+    cls = _MODELS[name]
   fields = {f.name for f in dataclasses.fields(cls) if f.init} - {"parent", "name"}
   unknown = sorted(set(kwargs) - fields)
   if unknown:

@@ -52,9 +52,14 @@ def check_patterns_match(params, patterns: Sequence[str]) -> None:
                        f"parameter paths look like {names[0]!r}")
 
 
+ENCODER_PATTERN = "encoder/.*"
+
+
 def create_optimizer(config: ml_collections.ConfigDict,
                      frozen_patterns: Sequence[str] = ()) -> optax.GradientTransformation:
-  """The configured optimizer; parameters matching `frozen_patterns` get no update."""
+  """The configured optimizer; parameters matching `frozen_patterns` get no update, and
+  those of the model's `encoder` submodule a learning rate `optimizer.encoder_lr_multiplier`
+  times the schedule's (the usual fine-tuning of a pretrained encoder)."""
   opt = config.optimizer
   schedule = learning_rate_schedule(config)
   if opt.name == "adam":
@@ -73,8 +78,17 @@ def create_optimizer(config: ml_collections.ConfigDict,
         lambda path, _: path_name(path).endswith("kernel"), params)
     tx = optax.chain(optax.masked(optax.add_decayed_weights(2 * opt.l2_regularization), kernels),
                      tx)
-  if frozen_patterns:
-    labels = lambda params: jax.tree.map(lambda frozen: "frozen" if frozen else "trained",
-                                         frozen_mask(params, frozen_patterns))
-    tx = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
-  return tx
+  multiplier = opt.get("encoder_lr_multiplier", 1.0)
+  if not frozen_patterns and multiplier == 1.0:
+    return tx
+
+  def labels(params):
+    frozen = frozen_mask(params, frozen_patterns)
+    encoder = frozen_mask(params, (ENCODER_PATTERN,) if multiplier != 1.0 else ())
+    return jax.tree.map(lambda f, e: "frozen" if f else "encoder" if e else "trained",
+                        frozen, encoder)
+
+  # Every update these optimizers make is proportional to the learning rate (AdamW's decay
+  # included), so scaling the update scales the encoder's learning rate.
+  return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero(),
+                                "encoder": optax.chain(tx, optax.scale(multiplier))}, labels)
