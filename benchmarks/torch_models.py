@@ -1,4 +1,6 @@
-"""PyTorch versions of segjax models, for `segjax.benchmark --compare torch`.
+"""PyTorch versions of segjax models, for `segjax.benchmark --compare torch` (and
+`segment_image`, the eager per-photo inference that
+experiments/inference_benchmark/mixed_sizes.py times).
 
 Same layers, widths, parameter counts and FLOPs as the Flax models:
 
@@ -121,6 +123,33 @@ def build(name: str, num_classes: int, in_channels: int = 3, **options) -> nn.Mo
 
 def num_parameters(model: nn.Module) -> int:
   return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def segment_image(model: nn.Module, image: np.ndarray, size: tuple[int, int],
+                  total_stride: int) -> np.ndarray:
+  """One photo's class map the way eager PyTorch segments photos of any size
+  (mmsegmentation's whole-image test, batch 1): the uint8 (H, W, C) image
+  resized to its test `size` (bilinear, antialiased when shrinking: segjax's
+  resize) and rounded to uint8 values, padded with 0 to a multiple of
+  `total_stride`, normalised as segjax's "unit" (x / 127.5 - 1), the logits
+  cropped, resized back to (H, W) with the same filter, arg-max: uint8 (H, W).
+  `model` in eval mode. The antialiasing kernel only runs where an axis
+  shrinks: enlarging, PyTorch's plain bilinear kernel is the same and faster."""
+  height, width = image.shape[:2]
+  size = tuple(size)
+  with torch.inference_mode():
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    if size != (height, width):
+      x = F.interpolate(x, size=size, mode="bilinear", align_corners=False,
+                        antialias=size[0] < height or size[1] < width).round_().clamp_(0, 255)
+    pad_h = -size[0] % total_stride
+    pad_w = -size[1] % total_stride
+    x = F.pad(x, (0, pad_w, 0, pad_h)) / 127.5 - 1.0
+    logits = model(x)[:, :, :size[0], :size[1]]
+    if size != (height, width):
+      logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False,
+                             antialias=height < size[0] or width < size[1])
+    return logits.argmax(1)[0].to(torch.uint8).numpy()
 
 
 class TorchTrainer:

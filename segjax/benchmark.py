@@ -339,11 +339,36 @@ def define_flags() -> None:
   flags.mark_flags_as_required(["config"])
 
 
+def check_torch_available() -> None:
+  """A CommandError when PyTorch, which `--compare torch` runs, is not installed (found,
+  not imported: the peak memory is read before PyTorch is imported)."""
+  import importlib.util
+  from segjax import cli
+  if importlib.util.find_spec("torch") is None:
+    raise cli.CommandError("--compare torch needs PyTorch: pip install segjax[torch]")
+
+
 def main(argv):
+  from segjax import cli
+  from segjax.training import config_check
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  retained = host_memory.configure()  # Before JAX starts its threads.
+  retained = host_memory.configure()  # Idempotent: the command set it before importing JAX.
   logging.set_verbosity(logging.WARNING)
+  if FLAGS.steps < 1 or FLAGS.warmup < 0:
+    raise cli.CommandError(f"--steps {FLAGS.steps} --warmup {FLAGS.warmup}: need steps >= 1 "
+                           "and warmup >= 0")
+  num_classes = FLAGS.num_classes or FLAGS.config.dataset.num_classes
+  if not num_classes or num_classes < 1:
+    raise cli.CommandError(f"the model needs a class count: --num_classes (or "
+                           f"config.dataset.num_classes) is {num_classes!r}")
+  config_check.check(FLAGS.config)  # The step is built on the devices as training builds it.
+  if FLAGS.compare == "torch":
+    import jax
+    if jax.default_backend() not in ("cpu", "gpu"):
+      raise cli.CommandError(f"--compare torch runs on CPU or GPU only, not "
+                             f"{jax.default_backend()}")
+    check_torch_available()
   result = run(FLAGS.config, FLAGS.steps, FLAGS.warmup, FLAGS.compare, FLAGS.num_classes,
                FLAGS.matmul_size, FLAGS.matmul_repeats, log=lambda s: print(s, flush=True),
                torch_channels_last={"auto": None, "true": True, "false": False}[
@@ -353,5 +378,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  host_memory.configure()  # First thing: before JAX (imported by segjax.cli) starts threads.
+  from segjax import cli
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -1,15 +1,17 @@
 """Scores a checkpoint of a training run on its evaluation split, another split, or any
 dataset, at the original resolution of the masks.
 
-  python -m segjax.evaluate --workdir DIR [--step N|best] [--split test] [--flip]
-      [--output FILE] [--config.dataset.KEY=VALUE ...] [--config.eval.KEY=VALUE ...]
+  python -m segjax.evaluate --workdir DIR [--step N|best] [--split test]
+      [--mode whole|slide] [--flip] [--scales 0.75,1,1.25] [--output FILE]
+      [--config.dataset.KEY=VALUE ...] [--config.eval.KEY=VALUE ...]
 
 The run's config.json gives the dataset, model and inference options;
 `--config.dataset.*` keys replace the run's (e.g. `--config.dataset.source_dir=PATH
 --config.dataset.split_file=` scores an `image_folder` run on another folder of
 images and masks, the split `--split` names), and `--config.eval.*` keys the
-inference (mode whole|slide, scales, flip, stride; segjax.inference.segmenter). `--flip`
-is `--config.eval.flip=True`. The dataset must have the run's class count.
+inference (mode whole|slide, scales, flip, stride; segjax.inference.segmenter). `--mode`,
+`--scales` and `--flip` (as in segjax.predict) are `--config.eval.mode`, `.scales` and
+`.flip`. The dataset must have the run's class count.
 `--step best`: the run's best checkpoint (`config.best_metric`). Prints the
 metrics and a per-class table (IoU, precision, recall, F1, named from
 labels.json); the last line is one JSON object (step, split, flip, mode,
@@ -28,7 +30,7 @@ from ml_collections import config_flags
 from segjax import cli, config as config_lib, data as datasets
 from segjax.inference import class_report, evaluation
 from segjax.scoring import losses, metrics as metrics_lib
-from segjax.training import checkpointing, outputs, restored, writers
+from segjax.training import outputs, restored, writers
 from segjax.training.config_check import ConfigError
 
 FLAGS = flags.FLAGS
@@ -38,10 +40,8 @@ def define_flags() -> None:
   """The command's flags; defined when run as a command only, so that importing this
   module beside `segjax.predict` (which has --workdir and --step too) works."""
   flags.DEFINE_string("workdir", None, "Workdir of a training run (its config and checkpoints).")
-  flags.DEFINE_string("step", None, "Checkpoint step to evaluate, or 'best' (default: the "
-                      "latest).")
+  cli.define_inference_flags()
   flags.DEFINE_string("split", None, "Split to evaluate (default: the run's dataset.eval_split).")
-  flags.DEFINE_bool("flip", False, "Average each image's logits with its mirror's.")
   flags.DEFINE_string("output", None, "Also write the JSON result to this new file.")
   config_flags.DEFINE_config_dict(
       "config", config_lib.base_config(),
@@ -66,6 +66,8 @@ def evaluate(workdir: str, step: int | str | None = None, split: str | None = No
   run = restored.restore(workdir, step)
   config = run.config
   apply_overrides(config, overrides or {})
+  if "eval.flip" in (overrides or {}):
+    config.eval_flip = False  # The older key would switch the flip on whatever eval.flip says.
   if flip:
     config.eval.flip = True
   if split:
@@ -103,8 +105,9 @@ def main(argv):
     raise app.UsageError(f"--output {FLAGS.output} exists; name a new file")
   logging.set_verbosity(logging.WARNING)
   overrides = config_flags.get_override_values(FLAGS["config"])
-  result = evaluate(FLAGS.workdir, checkpointing.parse_step(FLAGS.step), FLAGS.split,
-                    FLAGS.flip, overrides)
+  overrides.update({f"eval.{key}": value for key, value in cli.inference_overrides().items()})
+  result = evaluate(FLAGS.workdir, cli.parse_step(FLAGS.step), FLAGS.split,
+                    overrides=overrides)
   summary = ", ".join(f"{key} {value:.4f}" for key, value in result.items()
                       if isinstance(value, float) and "/" not in key)
   print(f"step {result['step']} of {FLAGS.workdir} on {result['split']} "

@@ -14,9 +14,9 @@ under SLURM / a TPU pod, which are detected.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from segjax import cli
+from segjax import cli, data as datasets
 from segjax.runtime import distributed, host_memory
-from segjax.training import outputs, trainer
+from segjax.training import config_check, outputs, trainer
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
@@ -36,6 +36,10 @@ def main(argv):
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   config_path = config_flags.get_config_filename(FLAGS["config"])
   workdir = FLAGS.workdir or outputs.default_workdir(config_path)
+  # Every value is checked before the workdir is written: the config's alone, then
+  # what needs the dataset (prepared once here; training opens it again).
+  config_check.check(FLAGS.config)
+  config_check.check_data(FLAGS.config, datasets.load(FLAGS.config.dataset))
   trainer.train_and_evaluate(FLAGS.config, workdir)
 
 

@@ -11,8 +11,10 @@ PATH is an image file or a folder of them. For every image, of any size, writes
 the run's (config.eval, segjax.inference.segmenter): whole images padded to the model's
 stride, or windows of the training crop size (`--mode slide`, for large
 photos: memory grows with the window batch, not the photo), at the run's test
-scale; --mode, --flip and --scales replace the run's options. An unreadable
-image is reported by name and skipped; the exit status is then 1.
+scale; --mode, --flip and --scales replace the run's options. Images are decoded
+as training decodes a dataset's (segjax.data.images: transparency composited on
+black). An unreadable image is reported by name and skipped; the exit status is
+then 1.
 
 --export runs the StableHLO file that `segjax.export` wrote in DIR instead of
 a checkpoint (no Orbax, no model code), through the same inference with the
@@ -34,9 +36,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
-from PIL import Image
 
 from segjax import cli
+from segjax.data import images as image_files
 from segjax.inference import segmenter as segmenter_lib, visualize
 from segjax.scoring import losses
 from segjax.training import restored
@@ -48,11 +50,7 @@ flags.DEFINE_string("workdir", None, "Workdir of a training run (its config and 
 flags.DEFINE_string("export", None, "Instead of --workdir: a folder written by segjax.export.")
 flags.DEFINE_string("input", None, "An image file or a folder of images.")
 flags.DEFINE_string("output", None, "Folder for NAME_mask.png and NAME_overlay.png.")
-flags.DEFINE_string("step", None, "Checkpoint step to use, or 'best' (default: the latest).")
-flags.DEFINE_enum("mode", None, list(segmenter_lib.MODES),
-                  "whole or slide inference (default: the run's config.eval.mode).")
-flags.DEFINE_bool("flip", None, "Also average the mirror image's logits (default: the run's).")
-flags.DEFINE_list("scales", None, "Test scales, e.g. 0.75,1,1.25 (default: the run's).")
+cli.define_inference_flags()
 flags.DEFINE_bool("probabilities", False, "Also write NAME_prob_CLASS.png per class.")
 
 
@@ -94,15 +92,8 @@ class Predictor:
     self.segmenter, self._probabilities = segmenter, to_probabilities
 
   def load_image(self, path: str) -> np.ndarray:
-    """uint8 (H, W, C) with the run's channel count, or a ValueError naming the file."""
-    try:
-      with Image.open(path) as image:
-        image.load()
-        image = image.convert("L" if self.num_channels == 1 else "RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-      raise ValueError(f"{path}: cannot read image ({error})") from error
-    array = np.asarray(image)
-    return array[..., None] if array.ndim == 2 else array
+    """`read_image` with the run's channel count."""
+    return read_image(path, self.num_channels)
 
   def predict_many(self, images: Iterable[tuple], probabilities: bool = False) -> Iterator[tuple]:
     """(key, uint8 (H, W) classes, float32 (H, W, K) probabilities or None) of each
@@ -119,6 +110,16 @@ class Predictor:
   def predict(self, image: np.ndarray) -> np.ndarray:
     """uint8 (H, W, C) of any size -> uint8 (H, W) class per pixel."""
     return next(self.predict_many([(0, image)]))[1]
+
+
+def read_image(path: str, num_channels: int = 3) -> np.ndarray:
+  """uint8 (H, W, num_channels) of an image file, decoded as training decodes the images
+  of a dataset (segjax.data.images: an alpha channel composited on black), and made one
+  channel as `dataset.grayscale` does; a DatasetError (a ValueError) naming the file."""
+  image = image_files.to_rgb(image_files.open_image(path), path)
+  if num_channels == 1:
+    return np.asarray(image.convert("L"))[..., None]
+  return np.asarray(image)
 
 
 def exported_apply(model):
@@ -209,19 +210,11 @@ def main(argv):
     raise app.UsageError("give --workdir (a training run) or --export (segjax.export's output)")
   if FLAGS.export and FLAGS.step:
     raise app.UsageError("--step chooses a checkpoint of --workdir; an export holds one step")
-  overrides = {}
-  if FLAGS.mode:
-    overrides["mode"] = FLAGS.mode
-  if FLAGS.flip is not None:
-    overrides["flip"] = FLAGS.flip
-  if FLAGS.scales:
-    try:
-      overrides["scales"] = tuple(float(s) for s in FLAGS.scales)
-    except ValueError:
-      raise app.UsageError(f"--scales {','.join(FLAGS.scales)}: give numbers, e.g. 0.75,1,1.25")
+  overrides = cli.inference_overrides()
+  step = cli.parse_step(FLAGS.step)
   paths = list_images(FLAGS.input)
   predictor = (Predictor.from_export(FLAGS.export, **overrides) if FLAGS.export
-               else Predictor(FLAGS.workdir, FLAGS.step, **overrides))
+               else Predictor(FLAGS.workdir, step, **overrides))
   errors = predict_paths(predictor, paths, FLAGS.output, FLAGS.probabilities)
   print(f"{len(paths) - len(errors)} of {len(paths)} images segmented with {predictor.source} "
         f"({segmenter_lib.cost_note(predictor.segmenter.options)}); outputs in {FLAGS.output}")

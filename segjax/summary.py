@@ -17,7 +17,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   config = flags.FLAGS.config
   from segjax.training import config_check
-  config_check.check(config)
+  config_check.check(config, devices=False)  # A summary needs no device of the run's mesh.
   num_classes, num_channels = flags.FLAGS.num_classes, flags.FLAGS.num_channels
   if num_classes is None or num_channels is None:
     from segjax import data as datasets

@@ -190,3 +190,26 @@ def test_rescale_crop_cat_max_ratio_avoids_one_class_crops():
                                             (32, 32))["mask"].ravel(), minlength=2).max() / 1024
            for s in range(10)]
   assert np.mean(np.array(ratios) < 0.75) > np.mean(np.array(plain) < 0.75)
+
+
+def test_training_resizes_go_through_the_shared_resize():
+  """Squash, rescale and zoom resize images with `resampling.resize_image` (what inference
+  uses at its test sizes): every channel alike, a 4th channel is not an alpha."""
+  from segjax.data import pipeline, resampling
+  rng = np.random.default_rng(0)
+  image = rng.integers(0, 256, (30, 40, 4), dtype=np.uint8)
+  image[..., 3] = 0  # As RGBA, PIL would premultiply the colours by it: all black.
+  mask = np.zeros((30, 40, 1), np.uint8)
+  out = pipeline.resize({"image": image, "mask": mask}, (15, 20))["image"]
+  np.testing.assert_array_equal(out[..., :3], resampling.resize_image(image[..., :3], (15, 20)))
+  assert out.shape == (15, 20, 4) and not out[..., 3].any()
+  gray = pipeline.resize({"image": image[..., :1], "mask": mask}, (12, 50))["image"]
+  np.testing.assert_array_equal(gray, resampling.resize_image(image[..., :1], (12, 50)))
+  # scale_crop zooming out by 1/2: the image shrunk by the shared resize, placed somewhere.
+  config = dataset_config(scale_range=(0.5, 0.5))
+  zoomed = augment.scale_crop({"image": image[..., :3], "mask": mask}, np.random.default_rng(2),
+                              config)["image"]
+  shrunk = resampling.resize_image(image[..., :3], (15, 20))
+  placed = [np.array_equal(zoomed[y:y + 15, x:x + 20], shrunk)
+            for y in range(16) for x in range(21)]
+  assert any(placed)

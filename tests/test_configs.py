@@ -88,7 +88,7 @@ def test_config_argument_selects_the_seed_data_and_its_workdir():
   assert skin.dataset.split_column == "orig_split" and skin.dataset.mask_encoding == "binary"
   lfw = load(os.path.join(REPO, "configs", "conv_autoencoder_lfw.py")).get_config("/d/lfw")
   assert (lfw.dataset.name, lfw.dataset.target, lfw.dataset.eval_split) == (
-      "lfw_parts", "face", "test")
+      "lfw_parts", "face", "validation")
   assert lfw.dataset.image_size == 128 and lfw.dataset.grayscale
   # The seed's data gets its own default workdir, apart from the synthetic run's.
   assert outputs.default_workdir("configs/segnet_skin.py") == os.path.join("runs", "segnet_skin")

@@ -205,6 +205,7 @@ def test_image_modes(tmp_path):
   """Gray replicated, RGBA composited on black, palette expanded, CMYK converted."""
   src = tmp_path / "src" / "train"  # Split folders keep the sorted file order.
   write_pairs(src, range(4))
+  write_pairs(src.parent / "val", range(4, 5))  # A validation split: train keeps all four.
   rgb = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
   gray = rgb[..., 0]
   alpha = np.random.default_rng(1).integers(0, 256, (HEIGHT, WIDTH, 1), dtype=np.uint8)

@@ -65,7 +65,7 @@ def test_focal_reduces_to_cross_entropy_at_gamma_zero_and_matches_numpy():
 
 
 @pytest.mark.parametrize("num_classes", [1, 3])
-def test_soft_dice_per_image_with_absent_classes(num_classes):
+def test_soft_dice_per_image_over_the_classes_present(num_classes):
   logits, labels, valid = case(num_classes)
   probs = sigmoid_probs(logits) if num_classes == 1 else softmax(logits)
   c = probs.shape[-1]
@@ -75,10 +75,28 @@ def test_soft_dice_per_image_with_absent_classes(num_classes):
     for k in range(c):
       p = probs[n, ..., k] * valid[n]
       t = ((labels[n] == k) & valid[n]).astype(float)
-      dices.append((2 * (p * t).sum() + 1e-6) / (p.sum() + t.sum() + 1e-6))
+      if t.sum():  # Image 2 has class 0 only: its other classes are left out.
+        dices.append(2 * (p * t).sum() / (p.sum() + t.sum()))
     per_image.append(1 - np.mean(dices))
   assert objective_loss("dice", logits, labels, valid) == pytest.approx(np.mean(per_image),
                                                                          rel=1e-5)
+
+
+def test_soft_dice_by_hand_adds_nothing_for_absent_classes():
+  """Two images of two pixels, three classes; softmax of log-probabilities gives them back.
+
+  Image 0, labels (0, 1), probabilities (1/2, 1/4, 1/4) and (1/4, 1/2, 1/4):
+    class 0: overlap 1/2, predicted 3/4, true 1: Dice 2 (1/2) / (7/4) = 4/7; class 1 the
+    same; class 2 is absent: loss 1 - 4/7 = 3/7.
+  Image 1, labels (2, ignored), first pixel (1/4, 1/4, 1/2):
+    class 2: overlap 1/2, predicted 1/2, true 1: Dice 1 / (3/2) = 2/3: loss 1/3.
+  Mean over the images: (3/7 + 1/3) / 2 = 8/21. (Averaging over all three classes, absent
+  ones scoring ~0, gave (13/21 + 7/9) / 2.)
+  """
+  probs = np.array([[[[2, 1, 1], [1, 2, 1]]], [[[1, 1, 2], [2, 1, 1]]]], np.float32) / 4
+  labels = np.array([[[0, 1]], [[2, 255]]])
+  got = objective_loss("dice", np.log(probs), labels, labels != 255)
+  assert got == pytest.approx(8 / 21, rel=1e-6)
 
 
 def test_rmse_of_a_sigmoid_output_is_the_seed_loss():

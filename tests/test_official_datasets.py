@@ -46,16 +46,21 @@ def records(source):
 def test_oxford_iiit_pet_from_the_official_archives(tmp_path):
   written = archives.write_pets(str(tmp_path))
   data = datasets.load(dataset_config(tmp_path, "oxford_iiit_pet", tmp_path))
-  train, test = records(data.train), records(data.eval)  # validation reads test.
-  assert (len(train), len(test)) == (2, 2)
+  train, validation = records(data.train), records(data.eval)
+  test = records(datasets.load(dataset_config(tmp_path, "oxford_iiit_pet", tmp_path,
+                                              eval_split="test")).eval)
+  assert (len(train), len(validation), len(test)) == (1, 1, 2)  # Validation: held out of train.
   table = oxford_pet.label_table("trimap", 255)
-  by_mask = {r["mask"].tobytes(): r for r in train + test}
+  by_mask = {r["mask"].tobytes(): r for r in train + validation + test}
+  names = {table[trimap][..., None].tobytes(): name for name, (_, trimap) in written.items()}
+  assert {names[r["mask"].tobytes()] for r in train + validation} == set(archives.PET_TRAIN)
+  assert {names[r["mask"].tobytes()] for r in test} == set(archives.PET_TEST)
   for name, (image, trimap) in written.items():
     record = by_mask[table[trimap][..., None].tobytes()]  # Trimaps stored exactly.
     assert record["image"].shape == image.shape
     error = np.abs(record["image"].astype(int) - image).mean()
     assert error == 0 if name == "Bombay_3" else error < 12  # PNG lossless, JPEG lossy.
-  assert set(np.unique(np.concatenate([r["mask"] for r in train]))) == {0, 1, 2}
+  assert set(np.unique(np.concatenate([r["mask"] for r in train + validation]))) == {0, 1, 2}
   binary = datasets.load(dataset_config(tmp_path, "oxford_iiit_pet", tmp_path, target="binary"))
   assert binary.class_names == ("background", "pet")  # Border pixels become ignored.
   assert set(np.unique(np.concatenate([r["mask"] for r in records(binary.train)]))) == {0, 1, 255}
@@ -76,23 +81,32 @@ def test_mnist_on_cifar_from_the_official_files(tmp_path):
   photos = archives.write_cifar10(str(tmp_path))
   data = datasets.load(dataset_config(tmp_path, "mnist_on_cifar", tmp_path, target="binary",
                                       image_size=32))
-  assert (len(data.train), len(data.eval)) == (3, 2)
+  # Validation: one of the 3 MNIST train digits and one of the 10 CIFAR-10 train photos.
+  assert (len(data.train), len(data.eval)) == (2, 1)
   source = data.train
-  assert len(source.backgrounds) == 10 and len(source.digits) == 3
+  assert len(source.backgrounds) == 9 and len(source.digits) == 2
+  assert len(data.eval.backgrounds) == 1
+  assert sorted([*source.digits.indices, *data.eval.digits.indices]) == [0, 1, 2]
+  assert sorted([*source.backgrounds.indices, *data.eval.backgrounds.indices]) == list(range(10))
+  official_digits, official_photos = source.digits.source, source.backgrounds.source
   for i, (digit, label) in enumerate(zip(*digits["train"])):
-    record = source.digits[i]
+    record = official_digits[i]
     np.testing.assert_array_equal(record["image"][..., 0], digit)  # Files' order kept.
     assert record["label"] == label
   for i in range(10):  # CIFAR rows are R, G, B planes: stored as (32, 32, 3).
-    np.testing.assert_array_equal(source.backgrounds[i]["image"], photos["train"][i])
-  assert [source.backgrounds[i]["label"] for i in range(2)] == [1, 8]
+    np.testing.assert_array_equal(official_photos[i]["image"], photos["train"][i])
+  assert [official_photos[i]["label"] for i in range(2)] == [1, 8]
+  test = datasets.load(dataset_config(tmp_path, "mnist_on_cifar", tmp_path, image_size=32,
+                                      eval_split="test")).eval
+  assert len(test) == 2 and len(test.digits) == 2 and len(test.backgrounds) == 1
   record = data.train[0]
   assert record["image"].shape == (32, 32, 3) and set(np.unique(record["mask"])) <= {0, 1}
   digits_data = datasets.load(dataset_config(tmp_path, "mnist_on_cifar", tmp_path,
                                              target="digits", image_size=32))
   again = digits_data.train[0]  # The same composition; the digit's class is 1 + its label.
   np.testing.assert_array_equal(again["image"], record["image"])
-  np.testing.assert_array_equal(again["mask"], np.where(record["mask"] == 1, 1 + 3, 0))
+  label = int(digits_data.train.digits[0]["label"])
+  np.testing.assert_array_equal(again["mask"], np.where(record["mask"] == 1, 1 + label, 0))
 
 
 @pytest.mark.parametrize("image_format", ["PNG", "JPEG"])

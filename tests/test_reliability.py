@@ -1,11 +1,13 @@
-"""Runs that survive: kill -9, preemption, another device count, damaged
+"""Runs that survive: kill -9, preemption (on two processes too), another device count, damaged
 checkpoints, non-finite steps, and a second run on a workdir in use.
 
 Every run is the command line (`python -m segjax.main`) in a subprocess:
 SegNet with two levels at 1/8 width on 32x32 synthetic skin, batch 8, a constant learning
 rate (so that the number of steps is not part of the compiled program). The
 runs share a persistent compilation cache, so only the first run of each
-program compiles. The last tests check the pieces in-process.
+program compiles. Signals, kills and a second run land while a run waits at a
+step the test names ($SEGJAX_TEST_PAUSE, `Run(pause_at=...)`): nothing races the
+clock. The last tests check the pieces in-process.
 """
 
 import itertools
@@ -18,16 +20,18 @@ import subprocess
 import sys
 import threading
 import time
+import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+import portpicker
 import pytest
 
 from segjax.data import prefetch
 from segjax.runtime import sharding as sharding_lib
-from segjax.training import checkpointing, run_control
+from segjax.training import checkpointing, run_control, trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "segnet_skin.py")
@@ -50,9 +54,15 @@ def flags(data_dir, **overrides) -> list[str]:
 
 
 class Run:
-  """One `python -m segjax.main` process; its stdout and stderr go to files."""
+  """One `python -m segjax.main` process; its stdout and stderr go to files.
 
-  def __init__(self, workdir, data_dir, cache_dir, devices=1, **overrides):
+  `pause_at`: the run waits after that step (run_control.pause_for_tests) until it
+  receives a stop signal or `resume()` is called: signals and kills land at a known step.
+  `args`: more command-line arguments (a multi-process run's).
+  """
+
+  def __init__(self, workdir, data_dir, cache_dir, devices=1, pause_at=None, args=(),
+               **overrides):
     self.workdir = workdir
     os.makedirs(workdir, exist_ok=True)
     # This process's lines of metrics.jsonl are those not there before it started (a
@@ -60,6 +70,11 @@ class Run:
     self._lines_before, self._lines_at_end = set(self._metrics_lines()), None
     name = f"{workdir}.{next(_run_ids)}"
     self._stdout, self._stderr = open(name + ".stdout", "w+"), open(name + ".stderr", "w+")
+    self.pause_dir = name + ".pause"
+    pause = {}
+    if pause_at is not None:
+      os.makedirs(self.pause_dir)
+      pause = {run_control.PAUSE_VARIABLE: f"{pause_at}:{self.pause_dir}"}
     # SEGJAX_HOST_MEMORY=release: these small runs are compile-bound, and kept host
     # memory only makes compiling slower (segjax.runtime.host_memory); the two-process
     # training test in test_sharding.py runs with the default.
@@ -67,11 +82,19 @@ class Run:
                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
                JAX_COMPILATION_CACHE_DIR=cache_dir,
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1", **pause)
     self.process = subprocess.Popen(
         [sys.executable, "-m", "segjax.main", "--config", CONFIG, "--workdir", workdir,
-         *flags(data_dir, **overrides)],
+         *flags(data_dir, **overrides), *args],
         cwd=REPO, env=env, stdout=self._stdout, stderr=self._stderr)
+
+  def wait_paused(self):
+    """Returns once the run waits at its `pause_at` step."""
+    self.wait_until(lambda: os.path.exists(os.path.join(self.pause_dir, "paused")),
+                    "the pause step")
+
+  def resume(self):
+    open(os.path.join(self.pause_dir, "resume"), "w").close()
 
   @property
   def stdout(self) -> str:
@@ -181,33 +204,34 @@ def cli(tmp_path_factory, tfds_dir):
   cache_dir = str(tmp_path_factory.mktemp("compilation_cache"))
   root = tmp_path_factory.mktemp("runs")
 
-  def start(name, devices=1, **overrides) -> Run:
-    return Run(os.path.join(root, name), tfds_dir, cache_dir, devices, **overrides)
+  def start(name, devices=1, pause_at=None, args=(), **overrides) -> Run:
+    return Run(os.path.join(root, name), tfds_dir, cache_dir, devices, pause_at, args,
+               **overrides)
 
   return start
 
 
 @pytest.fixture(scope="module")
 def reference(cli):
-  """An uninterrupted run, and a second run started on its workdir while it trains."""
-  run = cli("reference")
-  lock = os.path.join(run.workdir, ".lock.process_0")
-  run.wait_until(lambda: os.path.exists(lock) and open(lock).read() == str(run.process.pid),
-                 "the workdir lock")
+  """An uninterrupted run, and a second run started on its workdir while it waits at step 2."""
+  run = cli("reference", pause_at=2)
+  run.wait_paused()
   intruder = cli("reference")
   intruder.wait()
   overlapped = run.process.poll() is None
+  run.resume()
   assert run.wait() == 0, run.output()
   return run, intruder, overlapped
 
 
 @pytest.fixture(scope="module")
 def killed(cli):
-  """A run killed with SIGKILL a step or more past its first checkpoint, then started again."""
-  first = cli("killed")
-  first.wait_until(lambda: checkpoint_steps(first.workdir) and
-                   max(first.logged_steps(), default=0) > checkpoint_steps(first.workdir)[0],
-                   "a step past a checkpoint")
+  """A run killed with SIGKILL at step 6, two steps past its first checkpoint (step 5
+  logged, not step 6), then started again."""
+  first = cli("killed", pause_at=CHECKPOINT_EVERY + 2)
+  first.wait_paused()
+  first.wait_until(lambda: checkpoint_steps(first.workdir) == [CHECKPOINT_EVERY],
+                   "the first checkpoint written")
   first.process.send_signal(signal.SIGKILL)
   assert first.wait() == -signal.SIGKILL
   killed_at = max(first.logged_steps())
@@ -220,14 +244,13 @@ def test_killed_run_resumes_bitwise(reference, killed):
   """The same final parameters, optimizer state and statistics, bit for bit."""
   killed_at, resumed = killed
   start = resumed_step(resumed.stdout)
-  assert start is not None and CHECKPOINT_EVERY <= start <= killed_at < STEPS, resumed.output()
+  assert (start, killed_at) == (CHECKPOINT_EVERY, CHECKPOINT_EVERY + 1), resumed.output()
   assert resumed.logged_steps() == list(range(start + 1, STEPS + 1))
   # The steps logged after the checkpoint before the kill are dropped: one line per step.
   with open(os.path.join(resumed.workdir, "metrics.jsonl")) as f:
     events = [json.loads(line) for line in f]
   assert [e["step"] for e in events if e["split"] == "train"] == list(range(1, STEPS + 1))
-  if killed_at > start:
-    assert re.search(rf"\d+ line\(s\) of steps after {start} dropped", resumed.stdout)
+  assert re.search(rf"\d+ line\(s\) of steps after {start} dropped", resumed.stdout)
   final = load_state(resumed.workdir, STEPS)
   expected = load_state(reference[0].workdir, STEPS)
   assert int(final["step"]) == STEPS
@@ -236,34 +259,36 @@ def test_killed_run_resumes_bitwise(reference, killed):
   assert_bitwise_equal(final, expected)
 
 
+# SIGTERM at step 3 of a run; the same command; SIGINT at step 6 of that one; again.
+# Neither is a checkpoint step (every 4).
+SIGNAL_STEPS = {"SIGTERM": 3, "SIGINT": 6}
+
+
 @pytest.fixture(scope="module")
 def preempted(cli):
-  """SIGTERM three steps into a run; the same command; SIGINT three steps into that; again."""
   results = {}
-  run = cli("preempted")
-  for signum in (signal.SIGTERM, signal.SIGINT):
-    run.wait_until(lambda: len(run.logged_steps()) >= 3, "three steps")
-    sent = time.time()
+  run = cli("preempted", pause_at=SIGNAL_STEPS["SIGTERM"])
+  for signum, next_pause in ((signal.SIGTERM, SIGNAL_STEPS["SIGINT"]), (signal.SIGINT, None)):
+    run.wait_paused()
     run.process.send_signal(signum)
     returncode = run.wait()
-    elapsed = time.time() - sent
     saved = checkpoint_steps(run.workdir)
-    stopped, run = run, cli("preempted")
-    results[signum.name] = stopped, returncode, elapsed, saved, run
+    stopped, run = run, cli("preempted", pause_at=next_pause)
+    results[signum.name] = stopped, returncode, saved, run
   assert run.wait() == 0, run.output()
   return results
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
 def test_preemption_saves_and_exits_zero(preempted, signame):
-  stopped, returncode, elapsed, saved, resumed = preempted[signame]
+  stopped, returncode, saved, resumed = preempted[signame]
   assert returncode == 0, stopped.output()
-  assert elapsed < 10, f"{elapsed:.1f} s from {signame} to exit"
   match = re.search(rf"{signame}: saved a checkpoint at step (\d+)", stopped.stdout)
   assert match, stopped.output()
   step = int(match.group(1))
-  # At the step it stopped on: the last it trained and logged, and the newest checkpoint.
-  assert step == stopped.logged_steps()[-1] < STEPS
+  # At the step the signal came in, without another step: the last it trained and
+  # logged, and the newest checkpoint.
+  assert step == SIGNAL_STEPS[signame] == stopped.logged_steps()[-1]
   assert step == saved[-1]
   assert resumed_step(resumed.stdout) == step, resumed.output()
   assert resumed.logged_steps()[0] == step + 1
@@ -353,6 +378,67 @@ def test_nonfinite_steps_skipped_when_asked(diverged):
   assert [e["nonfinite_steps"] for e in lines] == [0, 1, 1, 1, 1, 1]
   state = load_state(skipped.workdir, 6)
   assert int(state["step"]) == 6 and all_finite(state)
+
+
+def test_processes_stop_together_at_the_next_log_step(cli):
+  """Two processes (a device each): SIGTERM reaches process 0 at step 3 and process 1
+  at step 6. Both train on to step 8, the next log step, where they compare their
+  signals; both save step 8 and exit 0, and the same command resumes there."""
+  overrides = dict(log_every_steps=8, checkpoint_every_steps=1000)
+
+  def start(pause_steps) -> list[Run]:
+    port = portpicker.pick_unused_port()
+    return [cli("two_processes", pause_at=pause, args=(
+        "--coordinator_address", f"127.0.0.1:{port}", "--num_processes", "2",
+        "--process_id", str(i)), **overrides) for i, pause in enumerate(pause_steps)]
+
+  stopped = start((3, 6))
+  try:
+    for run in stopped:
+      run.wait_paused()
+      run.process.send_signal(signal.SIGTERM)
+    assert [run.wait() for run in stopped] == [0, 0], "\n".join(r.output() for r in stopped)
+  finally:  # A process left waiting for its peer (the hang this test is about) ends too.
+    for run in stopped:
+      if run.process.poll() is None:
+        run.process.kill()
+  assert "SIGTERM (process 0, 1): saved a checkpoint at step 8" in stopped[0].stdout, (
+      stopped[0].output())
+  assert checkpoint_steps(stopped[0].workdir) == [8]
+  assert stopped[0].logged_steps() == [8]
+  resumed = start((None, None))
+  assert [run.wait() for run in resumed] == [0, 0], "\n".join(r.output() for r in resumed)
+  assert resumed_step(resumed[0].stdout) == 8, resumed[0].output()
+  assert checkpoint_steps(resumed[0].workdir) == [8, STEPS]
+
+
+def test_images_per_sec_leaves_out_an_evaluation_between_logs(config, tmp_path, monkeypatch):
+  """On a fake clock each train step takes 10 s and the evaluation at step 3 (not a
+  log step) 1000 s: the log at step 5 reports batch_size / 10 images/s."""
+  now = [0.0]
+  clock = lambda: now[0]
+  monkeypatch.setattr(trainer, "time", types.SimpleNamespace(time=clock, perf_counter=clock,
+                                                             monotonic=clock))
+  next_batch, evaluate = prefetch.DevicePrefetcher.__next__, trainer.Trainer.evaluate
+
+  def slow_next_batch(self):
+    now[0] += 10
+    return next_batch(self)
+
+  def slow_evaluate(self, *args):
+    now[0] += 1000
+    return evaluate(self, *args)
+
+  monkeypatch.setattr(prefetch.DevicePrefetcher, "__next__", slow_next_batch)
+  monkeypatch.setattr(trainer.Trainer, "evaluate", slow_evaluate)
+  config.num_train_steps, config.log_every_steps, config.eval_every_steps = 5, 5, 3
+  config.checkpoint_every_steps = 100
+  trainer.train_and_evaluate(config, str(tmp_path))
+  with open(tmp_path / "metrics.jsonl") as f:
+    train = [e for e in map(json.loads, f) if e["split"] == "train"]
+  assert [e["step"] for e in train] == [5]
+  # Steps 2 to 5 (step 1 compiles) in 40 s of training.
+  assert train[0]["images_per_sec"] == pytest.approx(4 * config.batch_size / 40)
 
 
 def test_second_run_on_a_workdir_in_use_refuses(reference):
@@ -458,17 +544,19 @@ def test_checkpoint_with_grain_iterator_state_resumes_at_the_batch_of_its_step(t
 
 def test_second_stop_signal_acts_at_once(monkeypatch):
   """A repeat within REPEAT_AFTER_S is the same stop; a later one is passed on."""
-  monkeypatch.setattr(run_control.StopSignal, "REPEAT_AFTER_S", 0.2)
+  now = [100.0]  # The handler's clock, moved by the test: no sleeping, no race.
+  monkeypatch.setattr(run_control.StopSignal, "clock", staticmethod(lambda: now[0]))
   passed_on = []
   original = signal.signal(signal.SIGINT, lambda signum, frame: passed_on.append(signum))
   try:
     with run_control.StopSignal() as stop:
-      os.kill(os.getpid(), signal.SIGINT)
-      os.kill(os.getpid(), signal.SIGINT)
-      time.sleep(0.3)
+      # signal.raise_signal runs the Python handler before it returns.
+      signal.raise_signal(signal.SIGINT)
+      now[0] += run_control.StopSignal.REPEAT_AFTER_S / 2
+      signal.raise_signal(signal.SIGINT)
       assert stop.received == "SIGINT" and passed_on == []
-      os.kill(os.getpid(), signal.SIGINT)
-      time.sleep(0.01)
+      now[0] += run_control.StopSignal.REPEAT_AFTER_S
+      signal.raise_signal(signal.SIGINT)
       assert passed_on == [signal.SIGINT]
   finally:
     signal.signal(signal.SIGINT, original)
@@ -493,23 +581,30 @@ def in_thread(function, timeout=10):
 
 def test_prefetcher_reader_error_is_raised_on_every_call_and_close_returns():
   class TwoBatches(Position):
+    def __init__(self):
+      super().__init__()
+      self.raised = threading.Event()  # Set once the second batch is queued.
+
     def __next__(self):
       if self.position == 2:
+        self.raised.set()
         raise ValueError("unreadable record")
       self.position += 1
       return {"image": np.full((1, 2, 2, 3), self.position, np.uint8)}
 
   sharding = sharding_lib.batch_sharding(sharding_lib.create_mesh())
-  prefetcher = prefetch.DevicePrefetcher(TwoBatches(), sharding, size=1)
+  batches = TwoBatches()
+  prefetcher = prefetch.DevicePrefetcher(batches, sharding, size=1)
   assert int(next(prefetcher)["image"][0, 0, 0, 0]) == 1
-  time.sleep(0.3)  # The second batch fills the queue; the error waits for room.
+  assert batches.raised.wait(10)  # The second batch fills the queue; the error waits for room.
   assert prefetcher.get_state() == Position(1).get_state()
   assert int(in_thread(lambda: next(prefetcher))["value"]["image"][0, 0, 0, 0]) == 2
   for _ in range(2):
     assert isinstance(in_thread(lambda: next(prefetcher))["error"], ValueError)
   in_thread(prefetcher.close)
 
-  prefetcher = prefetch.DevicePrefetcher(TwoBatches(), sharding, size=1)
+  batches = TwoBatches()
+  prefetcher = prefetch.DevicePrefetcher(batches, sharding, size=1)
   next(prefetcher)
-  time.sleep(0.3)
+  assert batches.raised.wait(10)
   in_thread(prefetcher.close)  # The reader waits with its error for room in a full queue.

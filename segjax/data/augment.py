@@ -42,6 +42,8 @@ import ml_collections
 import numpy as np
 from PIL import Image, ImageFilter
 
+from segjax.data import resampling
+
 Augmentation = Callable[[dict, np.random.Generator, ml_collections.ConfigDict], dict]
 _AUGMENTATIONS: dict[str, Augmentation] = {}
 
@@ -124,10 +126,9 @@ def _rotation(degrees: float) -> np.ndarray:
 
 
 def _resize_planes(image: np.ndarray, size: tuple[int, int], box=None) -> np.ndarray:
-  """Bilinear resize of every channel to (width, height) = size, of `box` if given."""
-  planes = [np.asarray(plane.resize(size, Image.BILINEAR, box=box))
-            for plane in _to_pil_planes(image)]
-  return planes[0] if image.shape[-1] == 3 else np.stack(planes, axis=-1)
+  """The image resized to (width, height) = size (PIL's order), of `box` if given:
+  `resampling.resize_image`, the resize inference uses too."""
+  return resampling.resize_image(image, (size[1], size[0]), box)
 
 
 def _resize_mask(mask: np.ndarray, size: tuple[int, int], box=None) -> np.ndarray:

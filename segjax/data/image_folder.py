@@ -16,7 +16,9 @@ Layouts of `dataset.source_dir` (one or the other):
 `dataset.split_file`: a CSV file with a header, a `name` column (the file
 name without extension) and a split column (`dataset.split_column`) whose
 values are train, val, validation or test. Pairs it does not list are left
-out; a listed name without an image and mask is an error.
+out; a listed name without an image and mask is an error. Whatever the layout,
+without a validation split 10% of train is held out as one by
+`dataset.split_seed` (segjax.data.sources.open_split), never taken from test.
 
 An image and its mask share a file name without extension (`cat1.jpg` and
 `cat1.png`). Image modes, mask encodings (`dataset.mask_encoding`) and the
@@ -156,9 +158,12 @@ def load(dataset_config: ml_collections.ConfigDict) -> SegmentationData:
       split_ratios=dataset_config.split_ratios, split_seed=dataset_config.split_seed,
       split_file=dataset_config.split_file, split_column=dataset_config.split_column,
       data_dir=tfds_utils.data_dir(dataset_config.data_dir)))
+  available = tuple(builder.info.splits.keys())
+  split = lambda name: sources.open_split(
+      name, available, lambda official: tfds_utils.open_split(builder, official), "image_folder",
+      dataset_config.split_seed)
   return SegmentationData(
-      train=tfds_utils.open_split(builder, dataset_config.train_split),
-      eval=tfds_utils.open_split(builder, dataset_config.eval_split),
+      train=split(dataset_config.train_split), eval=split(dataset_config.eval_split),
       num_classes=mask_options.num_classes, class_names=names, num_channels=3,
       ignore_index=mask_options.ignore_index)
 

@@ -10,9 +10,10 @@ TensorFlow (segjax.data.mnist_cifar10): `dataset.source_dir` holds
 `train-images-idx3-ubyte.gz`, `train-labels-idx1-ubyte.gz`,
 `t10k-images-idx3-ubyte.gz`, `t10k-labels-idx1-ubyte.gz` and
 `cifar-10-python.tar.gz`, or, when it is empty, they are downloaded; both are
-prepared once in `dataset.data_dir`. Splits train and test (`validation` reads
-test, as neither has a validation split): MNIST train on CIFAR-10 train, MNIST
-test on CIFAR-10 test.
+prepared once in `dataset.data_dir`. Splits: test, MNIST test on CIFAR-10
+test; validation, 10% of the MNIST train digits on 10% of the CIFAR-10 train
+photos, held out by `dataset.split_seed` (segjax.data.sources.held_out_indices),
+and train, the other 90% of each (neither dataset has a validation split).
 `dataset.target`:
   binary (default)  0 background, 1 digit
   digits            0 background, 1 + digit value (11 classes)
@@ -90,10 +91,20 @@ def load(dataset_config: ml_collections.ConfigDict) -> SegmentationData:
                     for builder in (mnist_cifar10.MnistIdx, mnist_cifar10.Cifar10Python))
 
   def split(name):
-    split_name = sources.official_split(name)
-    return MnistOnCifarSource(tfds_utils.open_split(digits, split_name),
-                              tfds_utils.open_split(photos, split_name), size, target,
-                              split_id=zlib.crc32(split_name.encode()))
+    if name not in ("train", "validation"):
+      return MnistOnCifarSource(tfds_utils.open_split(digits, name),
+                                tfds_utils.open_split(photos, name), size, target,
+                                split_id=zlib.crc32(name.encode()))
+    # Neither has a validation split: one is held out of each train split, so that a
+    # validation example shares neither its digit nor its photo with a training one.
+    parts, sizes = [], {}
+    for builder, what in ((digits, "MNIST digits"), (photos, "CIFAR-10 photos")):
+      source = tfds_utils.open_split(builder, "train")
+      kept, held = sources.held_out_indices(len(source), dataset_config.split_seed)
+      parts.append(sources.SubsetSource(source, held if name == "validation" else kept, name))
+      sizes[what] = (len(kept), len(held))
+    sources.log_held_out("mnist_on_cifar", dataset_config.split_seed, sizes)
+    return MnistOnCifarSource(*parts, size, target, split_id=zlib.crc32(name.encode()))
 
   return SegmentationData(
       train=split(dataset_config.train_split), eval=split(dataset_config.eval_split),

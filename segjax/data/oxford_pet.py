@@ -5,8 +5,9 @@ and `annotations.tar.gz` (annotations/trimaps/NAME.png, annotations/trainval.txt
 annotations/test.txt), read from `dataset.source_dir` when set, else downloaded
 into `dataset.data_dir`/downloads with their checksums checked
 (segjax.data.official_files); no TensorFlow. Prepared once in `dataset.data_dir`.
-Splits: train (trainval.txt, 3680) and test (test.txt, 3669); `validation` reads
-test, as the dataset has none. Images that are not RGB JPEG (a few PNG, gray,
+Splits: test (test.txt, 3669), validation (368 of the 3680 of trainval.txt, held out
+by `dataset.split_seed`: segjax.data.sources.held_out_indices, as the dataset has
+none) and train (the other 3312). Images that are not RGB JPEG (a few PNG, gray,
 CMYK or RGBA files named .jpg) are stored as RGB, and the samples TFDS lists as
 corrupt (JPEG data errors) are re-encoded, as TFDS's own builder does.
 Trimap values 1 = pet, 2 = background, 3 = border. `dataset.target`:

@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from segjax.data import augment, class_stats, sampling
+from segjax.data import augment, class_stats, resampling, sampling
 from segjax.data.registry import RecordSource, SegmentationData
 
 
@@ -39,13 +39,13 @@ def rescale_factor(height: int, width: int, scale: Sequence[int]) -> float:
 
 
 def resize(record: dict, size: tuple[int, int]) -> dict:
-  """Resizes to (height, width): bilinear for the image, nearest for the mask."""
+  """Resizes to (height, width): the image with `resampling.resize_image` (bilinear,
+  antialiased when shrinking: what inference does at its test sizes), the mask nearest."""
   image, mask = record["image"], record["mask"]
   if image.shape[:2] == size and mask.shape[:2] == size:
     return record
   height, width = size
-  pil_image = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-  image = np.asarray(pil_image.resize((width, height), Image.BILINEAR))
+  image = resampling.resize_image(image, size)
   mask = np.asarray(Image.fromarray(mask[..., 0]).resize((width, height), Image.NEAREST))
   return {"image": image.reshape(height, width, -1), "mask": mask[..., None]}
 

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Sequence
+from typing import Callable, Sequence
 
+import jax
 import numpy as np
 from PIL import Image
 
 from segjax.data.images import DatasetError
 from segjax.data.record_source import RecordSource, SegmentationData
+
+# Of the official train split, held out as validation where a dataset has none.
+VALIDATION_FRACTION = 0.1
+_logged: set[str] = set()
 
 
 def mask_like_image(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
@@ -106,11 +111,69 @@ def choose_target(dataset: str, target: str, targets: dict, default: str) -> str
   return target
 
 
-def official_split(split: str, available: Sequence[str] = ("train", "test")) -> str:
-  """Datasets published without a validation split evaluate on their test split."""
-  if split == "validation" and "validation" not in available:
-    return "test"
-  return split
+class SubsetSource:
+  """Records `indices` of `source`, in that order: a part of a split held out from it."""
+
+  def __init__(self, source: RecordSource, indices: Sequence[int], name: str):
+    self.source, self.name = source, name
+    self.indices = np.asarray(indices, np.int64)
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def __repr__(self) -> str:  # Stable between runs, as LabelMapSource's.
+    digest = hashlib.sha256(self.indices.tobytes()).hexdigest()[:16]
+    return f"SubsetSource({self.source!r}, {self.name}, n={len(self)}, indices={digest})"
+
+  def __getitem__(self, index: int) -> dict:
+    return self.source[int(self.indices[index])]
+
+
+def held_out_indices(count: int, seed: int,
+                     fraction: float = VALIDATION_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+  """(train, validation): sorted, disjoint indices of a split of `count` examples.
+
+  Validation is round(fraction * count) of them (at least 1, leaving at least 1
+  for training), the first of a permutation drawn from `seed`: the same count
+  and seed always give the same parts.
+  """
+  if count < 2:
+    raise DatasetError(f"the train split has {count} example(s): too few to hold out a "
+                       "validation split from it")
+  held = min(count - 1, max(1, round(fraction * count)))
+  order = np.random.default_rng(seed).permutation(count)
+  return np.sort(order[held:]), np.sort(order[:held])
+
+
+def log_held_out(dataset: str, seed: int, parts: dict[str, tuple[int, int]]) -> None:
+  """One line, on process 0, once per process: the sizes of a held-out validation split;
+  `parts` maps what was split ("examples") to its (train, validation) sizes."""
+  sizes = ", ".join(f"{train} train / {validation} validation {what}"
+                    for what, (train, validation) in parts.items())
+  message = (f"{dataset} has no validation split: {VALIDATION_FRACTION:.0%} of its train split "
+             f"is held out as validation (dataset.split_seed={seed}): {sizes}")
+  if message not in _logged and jax.process_index() == 0:
+    print(message, flush=True)
+  _logged.add(message)
+
+
+def open_split(name: str, available: Sequence[str], open_official: Callable[[str], RecordSource],
+               dataset: str, seed: int) -> RecordSource:
+  """Split `name` of a dataset whose official splits are `available`; `open_official(split)`
+  opens one of them.
+
+  Where the official data has no validation split, "validation" is a held-out
+  VALIDATION_FRACTION of the official train split (`held_out_indices` with
+  `seed`, dataset.split_seed) and "train" is the rest: choosing a checkpoint on
+  "validation" never looks at test examples, and training never sees validation ones.
+  """
+  if "validation" in available or name not in ("train", "validation"):
+    return open_official(name)
+  train = open_official("train")
+  kept, held = held_out_indices(len(train), seed)
+  log_held_out(dataset, seed, {"examples": (len(kept), len(held))})
+  return SubsetSource(train, held, "validation") if name == "validation" else SubsetSource(
+      train, kept, "train")
 
 
 def check_ignore_index(dataset: str, ignore_index: int, num_classes: int) -> None:
@@ -130,11 +193,14 @@ def class_table(num_classes: int, ignore_index: int) -> np.ndarray:
 def labelled_splits(builder, dataset_config, table: np.ndarray, class_names: Sequence[str],
                     available: Sequence[str]) -> SegmentationData:
   """The configured train and eval splits of a prepared TFDS builder, mask values mapped
-  through `table`; `available` names the builder's splits (`official_split`)."""
+  through `table`; `available` names the builder's splits (`open_split`: without a
+  validation split, one is held out of train)."""
   from segjax.data import tfds_utils  # Imports tensorflow_datasets: only where it is used.
 
   def split(name: str) -> LabelMapSource:
-    return LabelMapSource(tfds_utils.open_split(builder, official_split(name, available)), table)
+    return LabelMapSource(open_split(name, available,
+                                     lambda official: tfds_utils.open_split(builder, official),
+                                     dataset_config.name, dataset_config.split_seed), table)
 
   return SegmentationData(
       train=split(dataset_config.train_split), eval=split(dataset_config.eval_split),

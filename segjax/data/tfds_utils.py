@@ -6,6 +6,8 @@ import os
 
 import tensorflow_datasets as tfds
 
+from segjax.data.images import DatasetError
+
 
 def prepare(builder: tfds.core.DatasetBuilder) -> tfds.core.DatasetBuilder:
   """Writes the dataset once (TFDS writes to a temporary folder and renames it
@@ -20,7 +22,7 @@ def prepare(builder: tfds.core.DatasetBuilder) -> tfds.core.DatasetBuilder:
 def open_split(builder: tfds.core.DatasetBuilder, split: str):
   available = list(builder.info.splits.keys())
   if split not in available:
-    raise ValueError(f"dataset {builder.name!r} has no split {split!r}; "
+    raise DatasetError(f"dataset {builder.name!r} has no split {split!r}; "
                      f"available: {', '.join(available)} (config keys dataset.train_split, "
                      f"dataset.eval_split)")
   return builder.as_data_source(split)

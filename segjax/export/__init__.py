@@ -8,6 +8,12 @@ writes DIR/stablehlo/model.jax_export and DIR/onnx/model.onnx, each with a
 model.json beside it (classes and colours, input size rule, normalisation,
 step, segjax version, the checkpoint's evaluation metrics). Both take uint8
 (N, H, W, C) images, any N, and apply the run's normalisation themselves.
+The StableHLO file holds the model traced for each of `--platforms` with that
+platform's op forms (segjax.runtime.model_ops; model.json: model_ops), on any
+machine. Each file is read back and run on photo-like test images (and at a
+size other than the training size where it takes one); one whose classes agree
+with segjax's prediction on fewer than 99.9% of the pixels fails the export,
+naming its format (segjax.export.artifacts).
 
 `load(DIR)` runs the StableHLO file with jax alone: this module imports
 neither the model code nor Orbax, so it needs only `jax` and `numpy`.

@@ -28,11 +28,20 @@ def main(argv):
       raise app.UsageError(f"--{name} is required")
   if os.path.exists(FLAGS.output) and os.listdir(FLAGS.output):
     raise app.UsageError(f"--output {FLAGS.output} exists and is not empty; name a new folder")
+  unknown = [f"--format {name}" for name in FLAGS.format if name not in artifacts.FORMATS] + [
+      f"--platforms {name}" for name in FLAGS.platforms if name not in artifacts.PLATFORMS]
+  if unknown or not FLAGS.format:
+    raise cli.CommandError(f"{', '.join(unknown) or '--format is empty'}: formats are "
+                           f"{', '.join(artifacts.FORMATS)}, platforms "
+                           f"{', '.join(artifacts.PLATFORMS)}")
+  step = cli.parse_step(FLAGS.step)
   logging.set_verbosity(logging.WARNING)
   try:
-    artifacts.export_run(FLAGS.workdir, FLAGS.output, FLAGS.step, FLAGS.format,
+    artifacts.export_run(FLAGS.workdir, FLAGS.output, step, FLAGS.format,
                          FLAGS.platforms, FLAGS.output_kind)
-  except (artifacts.ExportError, ValueError) as error:
+  except artifacts.ExportError as error:
+    # A format the model cannot be written in (the message says which and why); the
+    # other formats were written. Any other exception is a bug and keeps its traceback.
     raise cli.CommandError(str(error)) from error
 
 

@@ -14,16 +14,26 @@ from typing import Sequence
 
 import jax
 import numpy as np
+from jax import export as jax_export
 
 from segjax import export as export_lib
 from segjax.data import pipeline
 from segjax.export import function, stablehlo
 from segjax.inference import segmenter, visualize
+from segjax.runtime import model_ops
 from segjax.training import restored, writers
 
 FORMATS = ("stablehlo", "onnx")
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
-CHECK_IMAGES = 2  # Random images each artifact is run on and compared with segjax's prediction.
+# Each written file is read back and run on CHECK_IMAGES photo-like images and one of
+# noise at each size it takes (the training size, and another where it takes others);
+# a file whose classes agree with segjax's own prediction on fewer than CHECK_AGREEMENT
+# of the pixels is an error naming its format.
+CHECK_IMAGES = 4
+CHECK_AGREEMENT = 0.999
+# The platform whose op forms the ONNX graph holds (segjax.runtime.model_ops): the
+# forms segjax runs on the CPU, where ONNX Runtime most often runs it too.
+ONNX_TRACED_FOR = "cpu"
 
 
 class ExportError(RuntimeError):
@@ -110,28 +120,35 @@ def write_exports(apply_fn, variables: dict, description: dict, num_channels: in
   Args:
     apply_fn, variables: the model's `apply` and its {"params", "batch_stats"}.
     description: `describe(...)`'s fields.
-    check: run each written file on random images and compare with segjax's
-      own jitted prediction (recorded in model.json under "check").
+    platforms: what the StableHLO file runs on; the model is traced for each with
+      that platform's op forms (segjax.runtime.model_ops), whatever this machine is.
+    check: run each written file on `check_images` and compare with segjax's own
+      jitted prediction on this machine (model.json: "check"); below CHECK_AGREEMENT
+      the format's result is an error (a string), as for a format not written.
   """
   unknown = sorted(set(formats) - set(FORMATS)) + sorted(set(platforms) - set(PLATFORMS))
   if unknown:
     raise ValueError(f"unknown format or platform {', '.join(unknown)}: formats are "
                      f"{', '.join(FORMATS)}, platforms {', '.join(PLATFORMS)}")
-  fn = function.inference_function(apply_fn, variables, description["normalization"],
-                                   output_kind, description["flip"])
+  platforms = tuple(dict.fromkeys(platforms))
+
+  def traced_for(platform: str):
+    """The inference function, its models tracing `platform`'s op forms."""
+    return function.inference_function(
+        model_ops.traced_for(_model_ops_platform(platform), apply_fn), variables,
+        description["normalization"], output_kind, description["flip"])
+
   size = tuple(description["training_size"])
   num_classes = len(description["classes"])
-  rng = np.random.default_rng(0)
-  images = rng.integers(0, 256, (CHECK_IMAGES, *size, num_channels), dtype=np.uint8)
-  expected = np.asarray(jax.jit(fn)(images)) if check else None
+  reference = jax.jit(traced_for(_platform())) if check else None
   results = {}
   for fmt in formats:
     directory = os.path.join(output, export_lib.STABLEHLO_DIR if fmt == "stablehlo"
                              else export_lib.ONNX_DIR)
     os.makedirs(directory, exist_ok=True)
     try:
-      record = (_write_stablehlo if fmt == "stablehlo" else _write_onnx)(
-          fn, size, num_channels, directory, platforms)
+      record, run_file = (_write_stablehlo if fmt == "stablehlo" else _write_onnx)(
+          traced_for, size, num_channels, directory, platforms)
     except Exception as error:  # Reported per format; the other formats are still written.
       results[fmt] = f"{type(error).__name__}: {error}"
       log(f"{description['model']['name']} cannot be exported to {fmt}: {results[fmt]}")
@@ -139,37 +156,131 @@ def write_exports(apply_fn, variables: dict, description: dict, num_channels: in
     record = {"format": fmt, **record, **description,
               "output": _output_description(output_kind, num_classes)}
     _write_json(os.path.join(directory, export_lib.METADATA_FILE), record)
-    if check and fmt == "stablehlo" and _platform() not in platforms:
-      record["check"] = f"not run: not exported for this machine's {_platform()}"
-    elif check:
-      record["check"] = _compare(output_kind, _run(fmt, directory, images), expected)
+    if check:
+      record["check"] = _check(run_file, reference, output_kind, size,
+                               record["input"]["size"], num_channels)
     _write_json(os.path.join(directory, export_lib.METADATA_FILE), record)
+    path = os.path.join(directory, record["file"])
+    if check and not record["check"]["passed"]:
+      worst = min(record["check"]["sizes"], key=lambda checked: checked["class_agreement"])
+      results[fmt] = (
+          f"the written file {path} predicts other classes than segjax: they agree on "
+          f"{worst['class_agreement']:.2%} of the pixels of {worst['images']} test images "
+          f"at {worst['size'][0]}x{worst['size'][1]}, below the {CHECK_AGREEMENT:.1%} "
+          f"required (model.json: check); do not use it")
+      log(f"{description['model']['name']} cannot be exported to {fmt}: {results[fmt]}")
+      continue
     results[fmt] = record
-    log(f"wrote {os.path.join(directory, record['file'])} (input {record['input']['size']}"
+    log(f"wrote {path} (input {record['input']['size']}"
         f"{'; check ' + json.dumps(record['check']) if check else ''})")
   return results
 
 
-def _write_stablehlo(fn, size, channels, directory, platforms) -> dict:
+def check_images(count: int, size: tuple[int, int], channels: int,
+                 seed: int = 0) -> np.ndarray:
+  """uint8 (count + 1, H, W, C): `count` photo-like images (smooth shading and texture,
+  shapes with sharp edges and their own stripes, a little sensor noise), then one of
+  uniform noise. The same arguments give the same images."""
+  rng = np.random.default_rng(seed)
+  height, width = size
+  yy, xx = np.mgrid[0:height, 0:width] / max(height, width)
+  images = []
+  for _ in range(count):
+    image = np.empty((height, width, channels))
+    for channel in range(channels):
+      angle = rng.uniform(0, 2 * np.pi)
+      plane = rng.uniform(60, 190) + rng.uniform(-60, 60) * (np.cos(angle) * yy +
+                                                            np.sin(angle) * xx)
+      for _ in range(3):  # Texture: a few cycles per image.
+        fy, fx = rng.uniform(-6, 6, 2)
+        plane += rng.uniform(4, 16) * np.sin(2 * np.pi * (fy * yy + fx * xx) +
+                                             rng.uniform(0, 2 * np.pi))
+      image[..., channel] = plane
+    for _ in range(rng.integers(2, 6)):
+      cy, cx = rng.uniform(0, yy.max()), rng.uniform(0, xx.max())
+      ry, rx = rng.uniform(0.05, 0.35, 2)
+      if rng.random() < 0.5:
+        inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+      else:
+        inside = (np.abs(yy - cy) <= ry) & (np.abs(xx - cx) <= rx)
+      stripes = rng.uniform(0, 20) * np.sin(2 * np.pi * rng.uniform(3, 12) *
+                                            (yy if rng.random() < 0.5 else xx))
+      image[inside] = rng.uniform(0, 255, channels) + stripes[inside][:, None]
+    image += rng.normal(0, 2, image.shape)
+    images.append(image)
+  images.append(rng.uniform(0, 256, (height, width, channels)))
+  return np.clip(np.round(np.stack(images)), 0, 255).astype(np.uint8)
+
+
+def _check(run_file, reference, output_kind: str, size: tuple[int, int], rule: dict,
+           channels: int) -> dict:
+  """The written file against segjax's prediction at the training size and, where the
+  file takes other sizes, at one more (one stride taller, two wider)."""
+  sizes = [tuple(size)]
+  if "multiple_of" in rule:
+    stride = rule["multiple_of"]
+    sizes.append((size[0] + stride, size[1] + 2 * stride))
+  checked = []
+  for height, width in sizes:
+    images = check_images(CHECK_IMAGES, (height, width), channels, seed=height * 4099 + width)
+    checked.append({"size": [height, width],
+                    **_compare(output_kind, run_file(images), np.asarray(reference(images)))})
+  agreement = min(result["class_agreement"] for result in checked)
+  return {"class_agreement": agreement, "required": CHECK_AGREEMENT,
+          "passed": agreement >= CHECK_AGREEMENT, "sizes": checked,
+          "inputs": f"{CHECK_IMAGES} photo-like images (shading, texture, edges) and one of "
+                    "noise at each size"}
+
+
+def _write_stablehlo(traced_for, size, channels, directory, platforms):
+  """Writes the file; returns (its model.json fields, images -> its output here)."""
+  forms = {platform: _op_forms(platform) for platform in platforms}
+  if len({tuple(f.items()) for f in forms.values()}) == 1:
+    fn = traced_for(platforms[0])
+  else:  # One file, each platform's forms: the platform that runs it picks its branch.
+    branches = {platform: traced_for(platform) for platform in platforms}
+    fn = lambda images: jax.lax.platform_dependent(images, **branches)
   exported, rule = stablehlo.export(fn, size, channels, platforms)
-  with open(os.path.join(directory, export_lib.STABLEHLO_FILE), "wb") as f:
+  path = os.path.join(directory, export_lib.STABLEHLO_FILE)
+  with open(path, "wb") as f:
     f.write(exported.serialize())
-  return {"file": export_lib.STABLEHLO_FILE, "platforms": list(exported.platforms),
-          "input": {"dtype": "uint8", "layout": "NHWC", "channels": channels, "batch": "any",
-                    "size": rule}}
+  record = {"file": export_lib.STABLEHLO_FILE, "platforms": list(exported.platforms),
+            "model_ops": forms,
+            "input": {"dtype": "uint8", "layout": "NHWC", "channels": channels, "batch": "any",
+                      "size": rule}}
+  if _platform() in platforms:
+    return record, lambda images: export_lib.load(directory)(images)
+  # The file cannot run here: its function, traced for its first platform, is lowered
+  # for this machine instead and checked (the lowering for the target is not).
+  local, _ = stablehlo.export(traced_for(platforms[0]), size, channels, (_platform(),))
+  local = jax_export.deserialize(local.serialize())
+  record["check_note"] = (f"run here as the function traced for {platforms[0]}, lowered for "
+                          f"this machine's {_platform()}: the file itself runs on "
+                          f"{', '.join(platforms)} only")
+  return record, lambda images: np.asarray(jax.jit(local.call)(images))
 
 
-def _write_onnx(fn, size, channels, directory, platforms) -> dict:
+def _write_onnx(traced_for, size, channels, directory, platforms):
+  """Writes the file; returns (its model.json fields, images -> its output here)."""
   del platforms  # ONNX runtimes pick their own.
   from segjax.export import onnx_graph  # Needs the optional `onnx` package.
-  model = onnx_graph.convert(fn, (*size, channels), output_names=("output",))
-  with open(os.path.join(directory, export_lib.ONNX_FILE), "wb") as f:
+  model = onnx_graph.convert(traced_for(ONNX_TRACED_FOR), (*size, channels),
+                             output_names=("output",))
+  path = os.path.join(directory, export_lib.ONNX_FILE)
+  with open(path, "wb") as f:
     f.write(model.SerializeToString())
-  return {"file": export_lib.ONNX_FILE, "opset": onnx_graph.OPSET,
-          "input_name": "images", "output_name": "output",
-          "input": {"dtype": "uint8", "layout": "NHWC", "channels": channels, "batch": "any",
-                    "size": {"fixed": list(size),
-                             "reason": "the ONNX graph has a symbolic batch only"}}}
+  record = {"file": export_lib.ONNX_FILE, "opset": onnx_graph.OPSET,
+            "input_name": "images", "output_name": "output",
+            "model_ops": {ONNX_TRACED_FOR: _op_forms(ONNX_TRACED_FOR)},
+            "input": {"dtype": "uint8", "layout": "NHWC", "channels": channels, "batch": "any",
+                      "size": {"fixed": list(size),
+                               "reason": "the ONNX graph has a symbolic batch only"}}}
+
+  def run(images):
+    import onnxruntime  # The optional extra's runtime.
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return session.run(None, {"images": images})[0]
+  return record, run
 
 
 def _platform() -> str:
@@ -177,14 +288,15 @@ def _platform() -> str:
   return "cuda" if platform == "gpu" else platform
 
 
-def _run(fmt: str, directory: str, images: np.ndarray) -> np.ndarray:
-  """The written file's output on `images`: read back from disk, run without segjax's model."""
-  if fmt == "stablehlo":
-    return export_lib.load(directory)(images)
-  import onnxruntime  # The optional extra's runtime.
-  session = onnxruntime.InferenceSession(os.path.join(directory, export_lib.ONNX_FILE),
-                                         providers=["CPUExecutionProvider"])
-  return session.run(None, {"images": images})[0]
+def _model_ops_platform(platform: str) -> str:
+  """An export platform (cuda, rocm, ...) as JAX's device platform, model_ops's name."""
+  return "gpu" if platform in ("cuda", "rocm") else platform
+
+
+def _op_forms(platform: str) -> dict[str, str]:
+  """{op: form} a model traced for the export platform `platform` holds."""
+  return {op: model_ops.formulation(op, _model_ops_platform(platform))
+          for op in model_ops.FORMS}
 
 
 def export_run(workdir: str, output: str, step: str | int | None = None,

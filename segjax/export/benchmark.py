@@ -1,13 +1,14 @@
 """Inference speed of a config's model: segjax's jit, its StableHLO and ONNX exports, PyTorch.
 
   python -m segjax.export.benchmark --config configs/segnet_skin.py \\
-      [--config.dataset.image_size=256] [--batch_sizes 1,16] [--rounds 10] [--torch]
+      [--config.dataset.image_size=256] [--batch_sizes 1,16] [--rounds 10] [--compare torch]
 
 Every runner takes the same uint8 NHWC batch and returns the class map
 (normalisation, model, arg-max): segjax's jitted `segjax.export.function`
 prediction, the StableHLO export deserialised and jitted (`segjax.export.load`
 runs it so), the ONNX export in onnxruntime (CPU, all graph optimisations),
-and with `--torch` the same architecture in PyTorch eager
+and with `--compare torch` (as in segjax.benchmark; `--torch` is its older
+name) the same architecture in PyTorch eager
 (`benchmarks/torch_models.py`, eval mode, `torch.inference_mode`). Weights are
 random (speed does not depend on them). After a warm-up call each, the
 runners alternate call by call, `--rounds` times per batch size, so that they
@@ -141,18 +142,42 @@ def run(config, batch_sizes=(1, 16), rounds: int = 10, compare_torch: bool = Fal
 
 
 def main(argv):
+  from segjax import cli
+  from segjax.training import config_check
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.WARNING)
-  result = run(FLAGS.config, [int(b) for b in FLAGS.batch_sizes], FLAGS.rounds, FLAGS.torch,
+  try:
+    batch_sizes = [int(b) for b in FLAGS.batch_sizes]
+  except ValueError:
+    batch_sizes = []
+  if not batch_sizes or min(batch_sizes) < 1 or FLAGS.rounds < 1:
+    raise cli.CommandError(f"--batch_sizes {','.join(FLAGS.batch_sizes)} --rounds {FLAGS.rounds}: "
+                           "give positive whole numbers, e.g. --batch_sizes 1,16 --rounds 10")
+  config = FLAGS.config
+  if not config.dataset.num_classes or config.dataset.num_classes < 1:
+    raise cli.CommandError(f"config.dataset.num_classes={config.dataset.num_classes!r}: the "
+                           "model needs a class count")
+  config_check.check(config, devices=False)  # Inference on one device.
+  compare_torch = FLAGS.compare == "torch" or FLAGS.torch
+  if compare_torch:
+    normalization = segmenter.Options.from_config(config, 1).normalization
+    if normalization != "unit":
+      raise cli.CommandError(f"--compare torch: the PyTorch runner normalises as 'unit' only, "
+                             f"the config's is {normalization!r} (config.dataset.normalization)")
+    train_benchmark.check_torch_available()
+  result = run(config, batch_sizes, FLAGS.rounds, compare_torch,
                log=lambda s: print(s, flush=True))
   print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
+  from segjax import cli
   config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
   flags.DEFINE_list("batch_sizes", ["1", "16"], "Batch sizes to time.")
   flags.DEFINE_integer("rounds", 10, "Timed calls per runner and batch size, alternating.")
-  flags.DEFINE_bool("torch", False, "Also time the model in PyTorch eager.")
+  flags.DEFINE_enum("compare", "", ["", "torch"], "Also time the same model in this framework "
+                    "(as segjax.benchmark --compare).")
+  flags.DEFINE_bool("torch", False, "Older name of --compare torch.")
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  cli.run(main)

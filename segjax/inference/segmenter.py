@@ -8,26 +8,37 @@ nothing of the training loop.
 - `model_logits` is the pure, jittable core: uint8 images -> float32 logits of
   the model on exactly those pixels (normalisation inside, optional flip).
 - `Segmenter` runs it on images of any size. Each image is resized to its test
-  size (`test_size`: the training resize policy, times each of `scales`), then
-  - whole: padded to a multiple of the model's total stride and batched with
-    the images of the same padded shape; one compilation per padded shape, at
-    most `max_shapes` of them (logged); an image of a further shape runs in
-    slide mode;
-  - slide: windows of the training crop size every `stride` pixels, batched,
-    their logits added up and divided by the number of windows covering each
-    pixel; the network is compiled for one window shape only.
-  Logits are resized (bilinear, half-pixel centres, as PyTorch's
-  `align_corners=False`) back to the image's original size and averaged over
-  the scales; the arg-max of that average is the prediction.
+  size (`test_size`: the training resize policy, times each of `scales`) with
+  training's own resize (`segjax.data.resampling.resize_image`: bilinear,
+  antialiased when shrinking), then
+  - whole: padded with 0 (before normalisation, as training pads its crops)
+    to a multiple of the model's total stride, and further to a shape shared
+    with images of other sizes (`planning.plan_buckets` weighs padding against
+    compilations over the images read ahead); batches of up to `batch_size`
+    images (`planning.batch_limit`), a last one of a power-of-two size; at
+    most `max_shapes` shapes compiled (logged); an image no compiled shape
+    holds then runs in slide mode;
+  - slide: windows of the training crop size every `stride` pixels over the
+    image's own padded extent, batched, their logits added up and divided by
+    the number of windows covering each pixel; the network is compiled for one
+    window shape only.
+  Logits are resized with the same filter (`resampling.resize_batch`) back to
+  the image's original size and averaged over the scales; the arg-max of that
+  average is the prediction. Padding adds no logits to an image's pixels, but
+  what the network computes near an image's bottom and right edges can see
+  more or less padding (within its receptive field) depending on the shape it
+  shares.
 
 Images of one batch lie in the top-left corner of a zero "canvas" (original
-height and width rounded up to `CANVAS_MULTIPLE`), so that the small programs
-around the network (normalise, resize, average) compile once per canvas shape
-and not per image size.
+height and width rounded up to `CANVAS_MULTIPLE`, then planned into a few
+shared shapes as the network inputs are), so that the small programs around
+the network (resize back, average, arg-max, scoring) compile once per canvas
+shape and not per image size.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 from typing import Callable, Iterable, Iterator
@@ -37,13 +48,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from segjax.data import normalize, pipeline
+from segjax.data import normalize, pipeline, resampling
+from segjax.inference import planning
 from segjax.runtime import cpu_kernels
 from segjax.scoring import losses
 
 MODES = ("whole", "slide")
 RESIZE_POLICIES = ("squash", "keep_ratio")
 CANVAS_MULTIPLE = 32
+# Images read ahead and planned together: this many batches, at most this many pixels.
+LOOKAHEAD_BATCHES = 8
+LOOKAHEAD_PIXELS = 2 ** 27
 # The normalisation of a network that takes pixel values (0-255) and normalises them
 # itself, as an exported model does.
 PIXELS = "pixels"
@@ -121,12 +136,17 @@ class Options:
     scale: keep_ratio target (long side, short side) (dataset.scale); empty:
       the image's own size.
     stride: slide step (height, width) (eval.stride); empty: 2/3 of the window.
-    batch_size: images per whole-mode batch (eval_batch_size).
+    batch_size: images per whole-mode batch at most (eval_batch_size); fewer
+      where inputs are large (`planning.batch_limit`: one 384x288 image per
+      call on a CPU).
     window_batch_size: windows per slide-mode batch (eval.window_batch_size).
     max_shapes: whole-mode padded shapes compiled at most (eval.max_shapes).
     normalization: dataset.normalization, or the pretrained encoder's (normalize.mode_for);
       `PIXELS` for a network that normalises itself.
     total_stride: inputs are padded to a multiple of it (the model's).
+    compile_cost_pixels: what a new whole-mode shape costs, in padded network
+      pixels, when images are planned into shared shapes (`planning`); 0: the
+      platform's default (`planning.compile_cost_pixels`).
   """
   mode: str = "whole"
   scales: tuple[float, ...] = (1.0,)
@@ -140,6 +160,7 @@ class Options:
   max_shapes: int = 8
   normalization: str = "unit"
   total_stride: int = 1
+  compile_cost_pixels: int = 0
 
   def __post_init__(self):
     if self.mode not in MODES:
@@ -219,47 +240,35 @@ def _inside(sizes: jax.Array, shape: tuple[int, int]) -> jax.Array:
   return rows & cols
 
 
-def _resize_axis(x: jax.Array, axis: int, source: jax.Array, target: jax.Array,
-                 length: int) -> jax.Array:
-  """Bilinear resize along `axis` of one image: its first `source` entries to `target`
-  entries, written into an axis of static `length` (entries past `target` repeat the edge).
-  Half-pixel centres, edges clamped (PyTorch's align_corners=False, OpenCV's INTER_LINEAR)."""
-  position = (jnp.arange(length, dtype=jnp.float32) + 0.5) * (
-      source.astype(jnp.float32) / target.astype(jnp.float32)) - 0.5
-  position = jnp.clip(position, 0.0, (source - 1).astype(jnp.float32))
-  low = jnp.floor(position).astype(jnp.int32)
-  high = jnp.minimum(low + 1, source - 1)
-  weight = position - low
-  shape = [1] * x.ndim
-  shape[axis] = length
-  weight = weight.reshape(shape)
-  return jnp.take(x, low, axis=axis) * (1 - weight) + jnp.take(x, high, axis=axis) * weight
+def _pixel_logits(apply_fn: Callable, variables: dict, pixels: jax.Array, sizes: jax.Array, *,
+                  flip: bool, normalization: str) -> jax.Array:
+  """Logits of uint8 (N, H, W, C) padded images of `sizes` (N, 2) (normalised as
+  `_masked_normalize`): the whole-mode network call, one compilation per input shape."""
+  return network_logits(apply_fn, variables, _masked_normalize(pixels, sizes, normalization),
+                        flip)
 
 
-def resize_batch(x: jax.Array, sizes: jax.Array, targets: jax.Array,
-                 shape: tuple[int, int]) -> jax.Array:
-  """float (N, H, W, K): each image's top-left `sizes[i]` region resized (bilinear) to
-  `targets[i]`, in the top-left corner of an (N, *shape, K) array; zero elsewhere."""
-  def one(image, size, target):
-    image = _resize_axis(image, 0, size[0], target[0], shape[0])
-    return _resize_axis(image, 1, size[1], target[1], shape[1])
-  resized = jax.vmap(one)(x, sizes, targets)
-  return jnp.where(_inside(targets, shape)[..., None], resized, 0.0)
+_normalize = jax.jit(_masked_normalize, static_argnums=2)
 
 
-@functools.partial(jax.jit, static_argnames=("shape", "normalization"))
-def _prepare(canvas, sizes, targets, *, shape, normalization):
-  """uint8 canvases -> normalised float32 (N, *shape, C), each image at its test size
-  and padded with 0 before normalising, as training pads its crops."""
-  resized = resize_batch(canvas.astype(jnp.float32), sizes, targets, shape)
-  return _masked_normalize(resized, targets, normalization)
+@functools.partial(jax.jit, donate_argnums=0)
+def _to_canvas(total, logits, rows, cols):
+  """`total` (N, H, W, K) (None: zeros) plus the logits (N, h, w, K) resized with each
+  image's taps `rows` (indices, weights (N, H, T)) and `cols` (N, W, T') to its original
+  size (`resampling.resize_batch`; zero past it)."""
+  resized = resampling.resize_batch(logits, rows, cols)
+  return resized if total is None else total + resized
 
 
-@functools.partial(jax.jit, static_argnames=("shape",))
-def _to_canvas(total, logits, sizes, targets, *, shape):
-  """Adds the logits (N, h, w, K) of images of `sizes`, resized to their original `targets`,
-  to `total` (N, *shape, K)."""
-  return total + resize_batch(logits, sizes, targets, shape)
+@functools.partial(jax.jit, static_argnames=("shape",), donate_argnums=0)
+def _paste(total, logits, sizes, *, shape):
+  """`_to_canvas` for logits already at their images' `sizes` (N, 2): cropped or padded
+  to `shape`, zero outside each image."""
+  logits = logits[:, :shape[0], :shape[1]]
+  logits = jnp.pad(logits, ((0, 0), (0, shape[0] - logits.shape[1]),
+                            (0, shape[1] - logits.shape[2]), (0, 0)))
+  pasted = jnp.where(_inside(sizes, shape)[..., None], logits, 0.0)
+  return pasted if total is None else total + pasted
 
 
 @functools.partial(jax.jit, static_argnames=("window",))
@@ -307,6 +316,17 @@ class Group:
     return to_host(_predicted_classes(self.logits))
 
 
+@dataclasses.dataclass
+class _Item:
+  """An image waiting to be segmented: per scale its test size and network input shape
+  ("whole": rounded up to the stride; "slide": at least a window)."""
+  order: int
+  key: object
+  image: np.ndarray
+  targets: list
+  shapes: list
+
+
 class Segmenter:
   """Segments uint8 images of any size with a model's apply function (see module docs).
 
@@ -327,10 +347,18 @@ class Segmenter:
     self.batch_sharding = batch_sharding
     self.log = log
     platform = (batch_sharding.mesh.devices.flat[0].platform if batch_sharding is not None
-                else None)
+                else jax.default_backend())
+    compiler_options = cpu_kernels.inference_compiler_options(platform)
     self._network = jax.jit(functools.partial(network_logits, apply_fn, flip=options.flip),
-                            compiler_options=cpu_kernels.inference_compiler_options(platform))
+                            compiler_options=compiler_options)
+    self._whole = jax.jit(functools.partial(_pixel_logits, apply_fn, flip=options.flip,
+                                            normalization=options.normalization),
+                          compiler_options=compiler_options)
+    self.platform = platform
+    self.compile_cost = options.compile_cost_pixels or planning.compile_cost_pixels(platform)
     self.compiled_shapes: list[tuple[int, int]] = []  # Whole-mode network inputs.
+    self.canvases: list[tuple[int, int]] = []  # Shapes of the logits at the original size.
+    self.slide_shapes: list[tuple[int, int]] = []  # Of slide-mode images (test size).
     if batch_sharding is not None:
       self._replicated = jax.sharding.NamedSharding(batch_sharding.mesh,
                                                     jax.sharding.PartitionSpec())
@@ -343,38 +371,99 @@ class Segmenter:
       return jnp.asarray(array)
     return jax.make_array_from_callback(array.shape, self._replicated, lambda index: array[index])
 
-  # Planning: where each image of (height, width) runs, per scale.
+  # Planning: which images run together, at which padded shapes.
 
-  def _network_shape(self, height: int, width: int, scale: float) -> tuple[str, tuple, tuple]:
-    """(mode, test size, network input shape) for one image at one scale."""
+  def _item(self, order: int, key, image: np.ndarray) -> _Item:
     o = self.options
-    size = test_size(height, width, o, scale)
-    if o.mode == "slide":
-      window = o.window
-      return "slide", size, tuple(max(round_up(s, o.total_stride), w)
-                                  for s, w in zip(size, window))
-    shape = tuple(round_up(s, o.total_stride) for s in size)
-    if shape in self.compiled_shapes:
-      return "whole", size, shape
-    if len(self.compiled_shapes) < o.max_shapes:
+    targets, shapes = [], []
+    for scale in o.scales:
+      size = test_size(*image.shape[:2], o, scale)
+      padded = tuple(round_up(s, o.total_stride) for s in size)
+      targets.append(size)
+      shapes.append(("slide", self._slide_extent(size)) if o.mode == "slide"
+                    else ("whole", padded))
+    return _Item(order, key, image, targets, shapes)
+
+  def _slide_extent(self, size) -> tuple[int, int]:
+    """The padded size an image of test `size` is covered with windows over."""
+    return tuple(max(round_up(s, self.options.total_stride), w)
+                 for s, w in zip(size, self.options.window))
+
+  def _plan_whole(self, items: list[_Item]) -> dict:
+    """{exact whole-mode shape: padded shape, or None (slide)} for `items`; new shapes
+    are logged and count as compiled from here on."""
+    counts = collections.Counter(shape for item in items
+                                 for mode, shape in item.shapes if mode == "whole")
+    if not counts:
+      return {}
+    o = self.options
+    plan = planning.plan_buckets(counts, self.compiled_shapes, self.compile_cost,
+                                 max(o.max_shapes - len(self.compiled_shapes), 0))
+    for shape in sorted({s for s in plan.values() if s is not None} - set(self.compiled_shapes)):
       self.compiled_shapes.append(shape)
       self.log(f"whole-image inference: new input shape {shape[0]}x{shape[1]} "
                f"({len(self.compiled_shapes)} of at most {o.max_shapes} compiled shapes)")
-      return "whole", size, shape
-    containing = [s for s in self.compiled_shapes if s[0] >= shape[0] and s[1] >= shape[1]]
-    if containing:
-      return "whole", size, min(containing, key=lambda s: s[0] * s[1])
-    self.log(f"whole-image inference: {o.max_shapes} shapes compiled (eval.max_shapes); an "
-             f"image of test size {size[0]}x{size[1]} runs in slide mode")
-    window = o.window
-    return "slide", size, tuple(max(round_up(s, o.total_stride), w)
-                                for s, w in zip(size, window))
+    return plan
 
-  def plan(self, height: int, width: int) -> tuple:
-    """The grouping key of an image: canvas shape and per-scale (mode, network shape)."""
-    canvas = (round_up(height, CANVAS_MULTIPLE), round_up(width, CANVAS_MULTIPLE))
-    return canvas, tuple(self._network_shape(height, width, s)[::2]
-                         for s in self.options.scales)
+  def _plan_arrays(self, shapes: list, known: list) -> dict:
+    """{shape: shape to pad it to} for the arrays of the programs around the network
+    (canvases, slide-mode images), at their own compilation cost; `known` (the shapes
+    planned before) is extended."""
+    plan = planning.plan_buckets(collections.Counter(shapes), known,
+                                 planning.canvas_compile_cost_pixels(self.platform),
+                                 max_new=len(shapes))
+    known += sorted(set(plan.values()) - set(known))
+    return plan
+
+  def _batches(self, items: list[_Item], final: bool) -> tuple[list, list[_Item]]:
+    """([(plan key, items of one call, batch rows)], items left for a fuller batch).
+
+    A plan key is (canvas shape, per scale (mode, padded shape)): "whole" at
+    the planned network input shape, "slide" on an array holding the image's
+    window extent (`_slide_extent`), both shared with images of other sizes.
+    """
+    whole = self._plan_whole(items)
+    per_item = []
+    for item in items:
+      per_scale = []
+      for index, (mode, shape) in enumerate(item.shapes):
+        if mode == "whole" and whole[shape] is not None:
+          per_scale.append(("whole", whole[shape]))
+        else:  # Slide mode, or no compiled shape holds the image: windows.
+          per_scale.append(("slide", self._slide_extent(item.targets[index])))
+      per_item.append(per_scale)
+    slide = self._plan_arrays([shape for per_scale in per_item for mode, shape in per_scale
+                               if mode == "slide"], self.slide_shapes)
+    canvases = self._plan_arrays(
+        [tuple(round_up(v, CANVAS_MULTIPLE) for v in item.image.shape[:2]) for item in items],
+        self.canvases)
+    keyed: dict[tuple, list[_Item]] = {}
+    for item, per_scale in zip(items, per_item):
+      canvas = canvases[tuple(round_up(v, CANVAS_MULTIPLE) for v in item.image.shape[:2])]
+      key = tuple((mode, shape if mode == "whole" else slide[shape]) for mode, shape in per_scale)
+      keyed.setdefault((canvas, key), []).append(item)
+    batches, left = [], []
+    for key, members in keyed.items():
+      size = self._batch_limit(key[1])
+      while len(members) >= size or (final and members):
+        batches.append((key, members[:size], planning.batch_size(len(members[:size]), size)))
+        members = members[size:]
+      left += members
+    if not batches and left:  # Nothing full in view: the largest group runs anyway.
+      key = max(keyed, key=lambda k: len(keyed[k]))
+      size = self._batch_limit(key[1])
+      batches.append((key, keyed[key], planning.batch_size(len(keyed[key]), size)))
+      running = {item.order for item in keyed[key]}
+      left = [item for item in left if item.order not in running]
+    return batches, sorted(left, key=lambda item: item.order)
+
+  def _batch_limit(self, per_scale: tuple) -> int:
+    """Images per call: slide mode one (its windows are batched), whole mode up to
+    `batch_size`, fewer for large inputs (`planning.batch_limit`)."""
+    if any(mode == "slide" for mode, _ in per_scale):
+      return 1
+    pixels = max(shape[0] * shape[1] for _, shape in per_scale)
+    return planning.batch_limit(pixels, self.options.batch_size, self.platform)
 
   # Running.
 
@@ -385,53 +474,59 @@ class Segmenter:
       variables: the model's variables ({"params", "batch_stats"}).
       items: (key, uint8 (H, W, C) image) pairs, any sizes.
     Yields:
-      `Group`s, each image in exactly one, in no fixed order: whole mode
-      batches images of one padded shape (`batch_size` of them), slide mode
-      segments each image alone, its windows in batches.
+      `Group`s, each image in exactly one, in no fixed order. Up to
+      `LOOKAHEAD_BATCHES` batches of images (at most `LOOKAHEAD_PIXELS`
+      pixels) are read ahead and planned together: whole mode batches up to
+      `batch_size` images padded to a shared shape (a batch of fewer images
+      has a power-of-two size), slide mode segments each image alone, its
+      windows in batches.
     """
-    pending: dict[tuple, list] = {}
-    for key, image in items:
-      plan = self.plan(*image.shape[:2])
-      group = pending.setdefault(plan, [])
-      group.append((key, image))
-      if len(group) == self._group_size(plan):
-        yield self._run(variables, plan, pending.pop(plan))
-    for plan, group in pending.items():
-      yield self._run(variables, plan, group)
+    pending, pixels = [], 0
+    for order, (key, image) in enumerate(items):
+      pending.append(self._item(order, key, image))
+      pixels += image.shape[0] * image.shape[1]
+      if len(pending) >= LOOKAHEAD_BATCHES * self.options.batch_size or (
+          pixels >= LOOKAHEAD_PIXELS):
+        batches, pending = self._batches(pending, final=False)
+        pixels = sum(item.image.shape[0] * item.image.shape[1] for item in pending)
+        for batch in batches:
+          yield self._run(variables, *batch)
+    for batch in self._batches(pending, final=True)[0]:
+      yield self._run(variables, *batch)
 
-  def _group_size(self, plan) -> int:
-    return self.options.batch_size if all(mode == "whole" for mode, _ in plan[1]) else 1
-
-  def _run(self, variables: dict, plan: tuple, group: list) -> Group:
+  def _run(self, variables: dict, plan: tuple, members: list[_Item], count: int) -> Group:
+    o = self.options
     canvas_shape, per_scale = plan
-    count = self._group_size(plan)  # Whole batches are padded to a fixed size.
-    channels = group[0][1].shape[-1]
-    canvas = np.zeros((count, *canvas_shape, channels), np.uint8)
     sizes = np.zeros((count, 2), np.int32)
-    for i, (_, image) in enumerate(group):
-      canvas[i, :image.shape[0], :image.shape[1]] = image
-      sizes[i] = image.shape[:2]
-    device_canvas = self.put(canvas)
-    # Padding rows (size 0) resize from and to one pixel: finite and ignored.
-    safe_sizes = self.put(np.maximum(sizes, 1))
+    sizes[:len(members)] = [item.image.shape[:2] for item in members]
     total = None
-    for scale, (mode, shape) in zip(self.options.scales, per_scale):
-      targets = np.array([test_size(h, w, self.options, scale) if h else (0, 0)
-                          for h, w in sizes], np.int32)
+    for index, (mode, shape) in enumerate(per_scale):
+      targets = np.zeros((count, 2), np.int32)
+      targets[:len(members)] = [item.targets[index] for item in members]
+      pixels = self.put(network_inputs([item.image for item in members], targets, shape))
       safe_targets = self.put(np.maximum(targets, 1))
-      images = _prepare(device_canvas, safe_sizes, safe_targets, shape=shape,
-                        normalization=self.options.normalization)
       if mode == "whole":
-        logits = self._network(variables, self._place(images))
+        logits = self._whole(variables, self._place(pixels), safe_targets)
       else:
-        logits = self._slide(variables, images)
-      if total is None:
-        total = self.put(np.zeros((count, *canvas_shape, logits.shape[-1]), np.float32))
-      total = _to_canvas(total, logits, safe_targets, safe_sizes, shape=canvas_shape)
-    if len(self.options.scales) > 1:
-      total = total / len(self.options.scales)
-    keys = [key for key, _ in group] + [None] * (count - len(group))
+        if o.mode == "whole":
+          self.log(f"whole-image inference: {o.max_shapes} shapes compiled (eval.max_shapes); "
+                   f"an image of test size {targets[0, 0]}x{targets[0, 1]} runs in slide mode")
+        logits = self._slide(variables, _normalize(pixels, safe_targets, o.normalization),
+                             targets)
+      total = self._to_canvas(total, logits, targets, sizes, canvas_shape)
+    if len(o.scales) > 1:
+      total = total / len(o.scales)
+    keys = [item.key for item in members] + [None] * (count - len(members))
     return Group(keys, sizes, total)
+
+  def _to_canvas(self, total, logits: jax.Array, targets: np.ndarray, sizes: np.ndarray,
+                 shape: tuple[int, int]) -> jax.Array:
+    """`total` plus the logits of images at test size `targets` resized to `sizes`,
+    on a canvas of `shape`."""
+    if np.array_equal(targets, sizes):
+      return _paste(total, logits, self.put(sizes), shape=shape)
+    axes = [_stacked_taps(targets[:, axis], sizes[:, axis], shape[axis]) for axis in (0, 1)]
+    return _to_canvas(total, logits, *[tuple(self.put(a) for a in pair) for pair in axes])
 
   def _place(self, x: jax.Array) -> jax.Array:
     sharding = self.batch_sharding
@@ -439,18 +534,23 @@ class Segmenter:
       return self._to_batch_sharding(x)
     return x
 
-  def _slide(self, variables: dict, images: jax.Array) -> jax.Array:
-    """Window-averaged logits (N, H, W, K) of normalised images (N, H, W, C)."""
+  def _slide(self, variables: dict, images: jax.Array, targets: np.ndarray) -> jax.Array:
+    """Window-averaged logits (N, H, W, K) of normalised images (N, H, W, C), each
+    image of test size `targets[i]` covered by windows over its `_slide_extent`."""
     o = self.options
     window, step = o.window, o.step
     count, height, width = images.shape[:3]
-    tops = window_starts(height, window[0], step[0])
-    lefts = window_starts(width, window[1], step[1])
-    corners = np.array([(n, y, x) for n in range(count) for y in tops for x in lefts], np.int32)
-    coverage = np.zeros((height, width), np.float32)
-    for y in tops:
-      for x in lefts:
-        coverage[y:y + window[0], x:x + window[1]] += 1
+    corners = []
+    coverage = np.zeros((count, height, width), np.float32)
+    for n, size in enumerate(targets):
+      if not size[0]:
+        continue
+      extent = self._slide_extent(size)
+      for y in window_starts(extent[0], window[0], step[0]):
+        for x in window_starts(extent[1], window[1], step[1]):
+          corners.append((n, y, x))
+          coverage[n, y:y + window[0], x:x + window[1]] += 1
+    corners = np.array(corners, np.int32)
     batch = o.window_batch_size
     padded = round_up(len(corners), batch)
     weights = np.zeros(padded, np.float32)
@@ -463,7 +563,36 @@ class Segmenter:
       if total is None:
         total = self.put(np.zeros((count, height, width, logits.shape[-1]), np.float32))
       total = _add_windows(total, logits, chunk, self.put(weights[start:start + batch]))
-    return total / self.put(coverage[None, :, :, None])
+    return total / self.put(np.maximum(coverage, 1)[..., None])
+
+
+def network_inputs(images: list[np.ndarray], targets: np.ndarray,
+                   shape: tuple[int, int]) -> np.ndarray:
+  """uint8 (N, *shape, C): image i resized to `targets[i]` as training resizes
+  (`resampling.resize_image`) in the top-left corner, 0 elsewhere (and in rows past the
+  images: batch padding)."""
+  pixels = np.zeros((len(targets), *shape, images[0].shape[-1]), np.uint8)
+  for i, image in enumerate(images):
+    height, width = targets[i]
+    pixels[i, :height, :width] = resampling.resize_image(image, (int(height), int(width)))
+  return pixels
+
+
+def _stacked_taps(sources: np.ndarray, targets: np.ndarray, length: int) -> tuple:
+  """`resampling.taps` of each image's axis from `sources[i]` to `targets[i]` pixels,
+  stacked: int32 and float32 (N, length, T), T a power of two (few compiled shapes);
+  zero weights past each target and for padding rows (target 0)."""
+  per_image = [resampling.taps(int(s), int(t)) if t else None
+               for s, t in zip(sources, targets)]
+  needed = max([taps[0].shape[1] for taps in per_image if taps is not None] + [1])
+  width = 1 << (needed - 1).bit_length()
+  index = np.zeros((len(per_image), length, width), np.int32)
+  weight = np.zeros((len(per_image), length, width), np.float32)
+  for i, taps in enumerate(per_image):
+    if taps is not None:
+      rows, used = taps[0].shape
+      index[i, :rows, :used], weight[i, :rows, :used] = taps
+  return index, weight
 
 
 def to_host(tree):

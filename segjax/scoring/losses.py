@@ -73,14 +73,24 @@ def focal(logits, ctx: Context):
 
 
 def soft_dice(logits, ctx: Context):
-  """1 - soft Dice averaged over classes, per image (a class absent from both the
-  image and its prediction scores 1); a sum over images."""
+  """1 - soft Dice, 2 sum(p t) / (sum(p) + sum(t)), averaged over the classes present
+  in each image's valid labels; a sum over images (an image without a valid pixel
+  adds 0).
+
+  A class absent from the labels is left out rather than smoothed: its Dice is 0
+  whatever the prediction (no overlap), so it would add a constant with no
+  gradient and shrink the present classes' gradient by the class count. Its
+  predicted pixels still lower the Dice of the classes they belong to.
+  """
   probs = probabilities(logits) * ctx.valid[..., None]
   target = ctx.one_hot(probs.shape[-1])
   intersection = jnp.sum(probs * target, axis=(1, 2))
-  sizes = jnp.sum(probs, axis=(1, 2)) + jnp.sum(target, axis=(1, 2))
-  dice = (2 * intersection + EPSILON) / (sizes + EPSILON)
-  return jnp.sum(1 - jnp.mean(dice, -1))
+  target_sizes = jnp.sum(target, axis=(1, 2))
+  sizes = jnp.sum(probs, axis=(1, 2)) + target_sizes
+  present = target_sizes > 0  # (N, C); sizes >= 1 where present.
+  dice = 2 * intersection / jnp.maximum(sizes, EPSILON)
+  per_image = jnp.sum(jnp.where(present, 1 - dice, 0.0), -1)
+  return jnp.sum(per_image / jnp.maximum(jnp.sum(present, -1), 1))
 
 
 def rmse(logits, ctx: Context):

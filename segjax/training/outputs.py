@@ -26,17 +26,29 @@ def default_workdir(config_flag_value: str) -> str:
   return os.path.join("runs", name)
 
 
-def read_run(workdir: str) -> tuple[ml_collections.ConfigDict, dict]:
-  """The config and the labels.json of a training run's workdir.
+_RESUMED_CONFIG = re.compile(r"config_resumed_at_step_(\d+)\.json")
 
-  The stored config is laid over `config.base_config()`, so a run written
-  before a key existed gets that key's default.
+
+def read_run(workdir: str, step: int | None = None) -> tuple[ml_collections.ConfigDict, dict]:
+  """The config that trained a run's checkpoint at `step` (None: the latest written
+  config), and the labels.json of the run's workdir.
+
+  A run resumed at step K with a changed config wrote it to
+  config_resumed_at_step_K.json (`write_config`); it trained the steps after K,
+  so step `step` was trained by the file of the largest K < `step`, or by
+  config.json. The stored config is laid over `config.base_config()`, so a run
+  written before a key existed gets that key's default.
   """
   config_path = os.path.join(workdir, "config.json")
   labels_path = os.path.join(workdir, LABELS_FILE)
   for path in (config_path, labels_path):
     if not os.path.exists(path):
       raise FileNotFoundError(f"{path} not found: is {workdir} the workdir of a training run?")
+  resumed = sorted((int(match.group(1)), name) for name in os.listdir(workdir)
+                   for match in [_RESUMED_CONFIG.fullmatch(name)] if match)
+  resumed = [name for start, name in resumed if step is None or start < step]
+  if resumed:
+    config_path = os.path.join(workdir, resumed[-1])
   config = config_lib.base_config()
   with open(config_path) as f:
     config.update(json.load(f))

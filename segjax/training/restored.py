@@ -1,8 +1,14 @@
-"""A training run's model and variables restored from its workdir, and the run's inference."""
+"""A training run's model and variables restored from its workdir, and the run's inference.
+
+Only what inference uses is read from the checkpoint: the parameters (the moving
+average when the run kept one) and the BatchNorm statistics, not the optimizer
+state (for Adam, twice the parameters) nor the raw parameters beside an average.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import flax.linen as nn
 import jax
@@ -37,23 +43,43 @@ class RestoredRun:
 
 def restore(workdir: str, step: int | str | None = None) -> RestoredRun:
   """The run in `workdir` at checkpoint `step` (a number, "best", or None for the latest),
-  on one local device."""
-  config, labels = outputs.read_run(workdir)
+  on one local device, with the config that trained that checkpoint (`outputs.read_run`:
+  a resumed run's changed config too)."""
+  config, labels = outputs.read_run(workdir)  # A FileNotFoundError unless a run's workdir.
   manager, step = checkpointing.open_checkpoint(workdir, checkpointing.parse_step(step),
                                                 config.max_to_keep)
   try:
-    model = factory.create_model(config, labels["num_classes"])
-    mesh = sharding_lib.create_mesh(devices=jax.local_devices()[:1])
-    height, width = pipeline.image_size(config.dataset)
-    abstract = train_state.abstract_train_state(config, model,
-                                                (height, width, labels["num_channels"]))
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding_lib.replicated(mesh)),
-        abstract)
-    state = checkpointing.restore_checked(manager, step, abstract)
+    folder = os.path.join(os.fspath(manager.directory), str(step), "state")
   finally:
     manager.close()
-  return RestoredRun(config, labels, model, step, train_state.inference_variables(state))
+  config, labels = outputs.read_run(workdir, step)
+  model = factory.create_model(config, labels["num_classes"])
+  height, width = pipeline.image_size(config.dataset)
+  abstract = train_state.inference_variables(train_state.abstract_train_state(
+      config, model, (height, width, labels["num_channels"])))
+  variables = checkpointing.read_variables(folder)  # No optimizer state is read.
+  variables.setdefault("batch_stats", {})
+  mismatch = _mismatch(variables, abstract)
+  if mismatch:
+    raise checkpointing.CheckpointMismatchError(
+        f"checkpoint {folder} holds variables unlike those the run's config builds (another "
+        f"model or option?): {mismatch}")
+  mesh = sharding_lib.create_mesh(devices=jax.local_devices()[:1])
+  variables = jax.device_put(variables, sharding_lib.replicated(mesh))
+  return RestoredRun(config, labels, model, step, variables)
+
+
+def _mismatch(saved: dict, expected: dict) -> str | None:
+  """How the arrays of two variable trees differ in names, shapes or dtypes, if they do."""
+  describe = lambda tree: {jax.tree_util.keystr(path): f"{x.dtype}{list(x.shape)}"
+                           for path, x in jax.tree_util.tree_leaves_with_path(tree)}
+  saved, expected = describe(saved), describe(expected)
+  if saved == expected:
+    return None
+  differing = [f"{key}: saved {saved.get(key, '-')}, built {expected.get(key, '-')}"
+               for key in sorted(set(saved) | set(expected)) if saved.get(key) != expected.get(key)]
+  return f"{len(differing)} of {len(set(saved) | set(expected))} arrays differ, e.g. " + (
+      "; ".join(differing[:4]))
 
 
 def create_segmenter(config: ml_collections.ConfigDict, model: nn.Module, num_channels: int,

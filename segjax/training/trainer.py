@@ -179,6 +179,31 @@ def _summarise(pending: list[dict], first_step: int, config, workdir: str) -> di
   return summary
 
 
+class Throughput:
+  """Training images per second since the last log, the time evaluations took left out."""
+
+  def __init__(self, step: int):
+    self.restart(step)
+
+  def restart(self, step: int) -> None:
+    """Starts a window after `step` (a step that is complete on the device)."""
+    self.step, self.started, self.excluded_s, self.paused_at = step, time.perf_counter(), 0.0, None
+
+  def pause(self, state) -> None:
+    """From here until `resume()` is not training. Waits for `state` first: the steps
+    queued before still run on the device, and their time is training time."""
+    jax.block_until_ready(state)
+    self.paused_at = time.perf_counter()
+
+  def resume(self) -> None:
+    self.excluded_s += time.perf_counter() - self.paused_at
+    self.paused_at = None
+
+  def images_per_sec(self, step: int, batch_size: int) -> float:
+    seconds = time.perf_counter() - self.started - self.excluded_s
+    return (step - self.step) * batch_size / max(seconds, 1e-9)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains, evaluating and checkpointing as configured; resumes from `workdir`.
 
@@ -237,27 +262,30 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
   progress = writers.Progress(start_step, config.num_train_steps)
 
   pending, eval_metrics, stopping = [], None, None
-  last_log_step, last_log_time = start_step, time.time()
+  throughput = Throughput(start_step)
   for step in range(start_step + 1, config.num_train_steps + 1):
     state, step_metrics = trainer.train_step(state, next(train_iter))
     pending.append(step_metrics)
     if step == start_step + 1:  # Leave compilation out of the throughput.
       jax.block_until_ready(step_metrics)
-      last_log_step, last_log_time = step, time.time()
+      throughput.restart(step)
     is_last = step == config.num_train_steps
-    stopping = stop.received  # Read once: a signal arriving later in this step counts next step.
+    # Read once: a signal arriving later counts at the next check. Processes compare
+    # their signals at log and checkpoint steps only, where they wait for the device anyway.
+    stopping = stop.agreed(step, sync=step % config.log_every_steps == 0
+                           or step % config.checkpoint_every_steps == 0)
     should_save = step % config.checkpoint_every_steps == 0 or is_last or stopping
     if step % config.log_every_steps == 0 or is_last or should_save:
       summary = _summarise(pending, step - len(pending) + 1, config, workdir)
       pending = []
       if step % config.log_every_steps == 0 or is_last:
-        summary["images_per_sec"] = ((step - last_log_step) * config.batch_size /
-                                     max(time.time() - last_log_time, 1e-9))
+        summary["images_per_sec"] = throughput.images_per_sec(step, config.batch_size)
         summary["learning_rate"] = float(schedule(step - 1))
         writer.write(step, "train", summary)
         progress.report(step, summary["loss"], summary["images_per_sec"])
-        last_log_step, last_log_time = step, time.time()
+        throughput.restart(step)
     if step % config.eval_every_steps == 0 or is_last:
+      throughput.pause(state)  # Evaluation time is not training time.
       result = trainer.evaluate(state, data.eval)
       eval_metrics = result.metrics
       confusion, evaluated_step = _add_per_class(eval_metrics, data.class_names), step
@@ -270,7 +298,7 @@ def _train_and_evaluate(config, workdir: str, stop: run_control.StopSignal) -> d
                                    result.per_image, workdir, step,
                                    config.num_prediction_images, data.num_classes)
       writers.log(f"eval at step {step}: " + _format(eval_metrics))
-      last_log_time = time.time()
+      throughput.resume()
     if should_save:
       checkpointing.save(manager, step, state, train_iter)
     if stopping:
