@@ -10,8 +10,11 @@ source_dir empty to download them), then:
   python -m segjax.main --config configs/mobilenetv2_unet_pets.py \
     --config.dataset.name=oxford_iiit_pet --config.dataset.source_dir=DIR \
     --config.dataset.image_size=128 --config.model.pretrained=imagenet
-The encoder then gets the [-1, 1] input its Keras weights expect, chosen
-automatically. Not measured here (no pet data on the test machine).
+  python -m segjax.evaluate --workdir runs/mobilenetv2_unet_pets --split test
+Training evaluates on the validation split (10% of trainval.txt, held out), the
+second command scores the test split once. The encoder then gets the [-1, 1]
+input its Keras weights expect, chosen automatically. Not measured here (no pet
+data on the test machine).
 Expected: validation mIoU 0.36 (pixel accuracy 0.84) after
 600 steps, about 5 minutes on a 2-core CPU (experiments/mobilenetv2_unet_pets_synthetic/).
 """

@@ -12,6 +12,9 @@ source_dir empty to download them), then:
   python -m segjax.main --config configs/simple_fcn_digits.py \
     --config.dataset.name=mnist_on_cifar --config.dataset.source_dir=DIR \
     --config.dataset.image_size=32
+  python -m segjax.evaluate --workdir runs/simple_fcn_digits --split test
+Training evaluates on the validation split (10% of the MNIST and CIFAR-10 train
+files, held out), the second command scores the test split once.
 Not measured here (neither dataset is on the test machine).
 Expected: validation mIoU 0.22 (pixel accuracy 0.80) after
 2000 steps, about 2 minutes on a 2-core CPU (experiments/simple_fcn_digits_synthetic/).

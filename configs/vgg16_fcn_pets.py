@@ -10,6 +10,9 @@ into a folder DIR (or leave source_dir empty to download them), then:
     --config.dataset.name=oxford_iiit_pet --config.dataset.source_dir=DIR \
     --config.dataset.image_size=128 --config.model.pretrained=imagenet \
     '--config.model.frozen_patterns=("encoder/.*",)'
+  python -m segjax.evaluate --workdir runs/vgg16_fcn_pets --split test
+Training evaluates on the validation split (10% of trainval.txt, held out), the
+second command scores the test split once.
 The encoder then gets the input its Keras weights expect ("caffe": BGR, ImageNet
 mean subtracted, 0..255), chosen automatically.
 Offline there are no ImageNet weights, and a frozen random encoder is no
