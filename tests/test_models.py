@@ -67,7 +67,9 @@ CASES = [
 
 
 def test_every_registered_model_is_tested():
-  assert {case.name for case in CASES} == set(models.names())
+  # The encoder-decoder models (unet with model.encoder, fpn, deeplabv3plus) are tested
+  # against segmentation_models_pytorch in tests/test_decoders.py and test_encoders.py.
+  assert {case.name for case in CASES} == set(models.names()) - {"fpn", "deeplabv3plus"}
 
 
 def _shapes(model, shape):

@@ -33,11 +33,9 @@ def mode_for(config, model) -> str:
   pretrained encoder expects ("unit" without one); a conflict is a ValueError."""
   mode = config.dataset.normalization
   encoder = getattr(model, "imagenet_encoder", None) if config.model.pretrained else None
-  needed = PRETRAINED_MODES.get(encoder)
-  if needed is None and encoder:
-    from segjax.models import encoders  # PyTorch-checkpoint encoders state their own.
-    if encoder in encoders.names():
-      needed = encoders.spec(encoder).normalization
+  # Keras encoders by name; the PyTorch-checkpoint encoders' models state their own.
+  needed = PRETRAINED_MODES.get(encoder) or (
+      getattr(model, "imagenet_normalization", None) if config.model.pretrained else None)
   if needed is None:
     return mode or "unit"
   if mode and mode != needed:

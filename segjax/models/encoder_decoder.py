@@ -42,6 +42,12 @@ class _EncoderDecoder(nn.Module):
     """The encoder whose ImageNet weights fit (`segjax.models.pretrained`)."""
     return self.encoder
 
+  @property
+  def imagenet_normalization(self) -> str:
+    """The input normalisation the encoder's ImageNet weights were trained with."""
+    from segjax.models import encoders
+    return encoders.spec(self.encoder).normalization
+
   def decoder_and_head(self) -> tuple[nn.Module, nn.Module]:
     """This model's decoder and head, unbound (e.g. to run them on given features)."""
     raise NotImplementedError
