@@ -24,7 +24,6 @@ def get_config(camvid_dir: str = ""):
   """No argument: synthetic shapes; a folder: CamVid there."""
   config = config_lib.base_config()
   config.model.name = "fpn"
-  del config.model.width_multiplier  # The seed models' option; encoders have fixed widths.
   config.model.encoder = "efficientnet-lite0"
   config.model.pretrained = "imagenet"
   config.dataset.name = "camvid" if camvid_dir else "synthetic_shapes"

@@ -115,3 +115,25 @@ def test_predict_composites_transparency_on_black_as_training_does(run, tmp_path
   for suffix in ("mask", "overlay", "prob_skin"):
     np.testing.assert_array_equal(np.asarray(Image.open(out / f"rgba_{suffix}.png")),
                                   np.asarray(Image.open(out / f"composite_{suffix}.png")))
+
+
+def test_a_stored_encoder_model_config_rebuilds_its_model(tmp_path):
+  # A run's config.json for an FPN holds the base config's model.width_multiplier at its
+  # default; read back over the base config, it rebuilds the FPN (it failed with "model 'fpn'
+  # has no option model.width_multiplier"). Set to another value, the option is an error.
+  from segjax import config as config_lib
+  from segjax.models import encoder_decoder, factory
+
+  config = config_lib.base_config()
+  config.model.name = "fpn"
+  config.model.encoder = "resnet18"
+  os.makedirs(tmp_path / "run")
+  outputs.write_config(config, str(tmp_path / "run"), 0)
+  with open(tmp_path / "run" / outputs.LABELS_FILE, "w") as f:
+    json.dump({"num_classes": 3, "num_channels": 3}, f)
+  stored, _ = outputs.read_run(str(tmp_path / "run"))
+  model = factory.create_model(stored, 3)
+  assert isinstance(model, encoder_decoder.FPN) and model.encoder == "resnet18"
+  stored.model.width_multiplier = 0.5
+  with pytest.raises(ValueError, match="model 'fpn' has no option model.width_multiplier"):
+    factory.create_model(stored, 3)

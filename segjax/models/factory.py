@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
+from segjax import config as config_lib
 from segjax import models
 from segjax.data import normalize
 
@@ -36,7 +37,15 @@ def input_normalization(config: ml_collections.ConfigDict) -> str:
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
-  """The configured model, with `num_outputs(config, num_classes)` logit channels."""
+  """The configured model, with `num_outputs(config, num_classes)` logit channels.
+
+  A base-config model option left at its default is ignored by a model without it
+  (configs need not delete `model.width_multiplier` for an encoder with fixed widths,
+  and a stored run's config, laid over the base config, rebuilds the same model);
+  set to another value, it is an error that names it.
+  """
   options = {key: value for key, value in config.model.items() if key not in NON_MODEL_KEYS}
+  base = config_lib.base_config().model
+  defaults = [key for key, value in options.items() if key in base and base[key] == value]
   return models.build(config.model.name, num_outputs(config, num_classes),
-                      dtype=jnp.dtype(config.dtype), **options)
+                      dtype=jnp.dtype(config.dtype), defaults=defaults, **options)

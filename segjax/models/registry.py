@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Callable, Collection
 
 import flax.linen as nn
 
@@ -29,8 +29,13 @@ def names() -> list[str]:
   return sorted(set(_MODELS) | set(_FORMS))
 
 
-def build(name: str, num_classes: int, **kwargs) -> nn.Module:
+def build(name: str, num_classes: int, *, defaults: Collection[str] = (),
+          **kwargs) -> nn.Module:
   """Returns the registered model `name` with `num_classes` outputs.
+
+  `defaults` names options of `kwargs` that hold the config's default value: a model
+  without such an option ignores it (the base config's `model.width_multiplier` on
+  a model with fixed widths), while any other option it lacks is an error.
 
   Raises:
     ValueError: unknown model name, or an option the model does not have
@@ -46,6 +51,7 @@ def build(name: str, num_classes: int, **kwargs) -> nn.Module:
     kwargs = {k: v for k, v in kwargs.items() if k != option or v}  # An empty option: unset.
     cls = _MODELS[name]
   fields = {f.name for f in dataclasses.fields(cls) if f.init} - {"parent", "name"}
+  kwargs = {k: v for k, v in kwargs.items() if k in fields or k not in defaults}
   unknown = sorted(set(kwargs) - fields)
   if unknown:
     raise ValueError(
