@@ -27,8 +27,6 @@ synthetic data a warmup + cosine schedule from 1e-3 converges within the
 CPU budget.
 """
 
-import os
-
 from segjax import config as config_lib
 
 
@@ -45,22 +43,9 @@ def get_config(skin_sfa_dir: str = ""):
   config.learning_rate = 1e-3
   config.lr_schedule = "warmup_cosine"
   if skin_sfa_dir:
-    config.dataset.name = "image_folder"
-    config.dataset.source_dir = skin_sfa_dir
-    config.dataset.split_file = os.path.join(skin_sfa_dir, "manifest.csv")
-    config.dataset.split_column = "orig_split"
-    config.dataset.mask_encoding = "binary"
-    config.dataset.class_names = ("background", "skin")
-    # Aspect kept: each photo fitted into 384x288 (half its size), rescaled by a
-    # random factor in scale_range, then a random 160x160 crop; evaluation runs
-    # the whole photo at 384x288 and scores at the original 512x768 / 768x576.
-    config.dataset.resize = "keep_ratio"
-    config.dataset.scale = (384, 288)
-    config.dataset.scale_range = (0.5, 1.5)
-    config.dataset.image_size = 160
+    config_lib.sfa_skin(config, skin_sfa_dir)
     # A quarter of SegNet's width: 1000 steps fit 40 minutes on a busy 2-core CPU.
     config.model.width_multiplier = 0.25
-    config.dataset.augmentations = ("flip", "color_jitter")
     config.num_train_steps = 260
     config.eval_every_steps = 260
     config.checkpoint_every_steps = 50

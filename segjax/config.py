@@ -148,3 +148,27 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_prediction_images = 4          # Validation images in each predictions/ grid.
   c.seed = 0
   return c
+
+
+def sfa_skin(config: ml_collections.ConfigDict, skin_sfa_dir: str) -> None:
+  """Sets `config.dataset` to the SFA skin photos in `skin_sfa_dir` (images/, masks/ of
+  0/255 PNGs, manifest.csv whose orig_split column gives train and val).
+
+  Trained on 160x160 crops of the photos at their own aspect ratio (each fitted
+  into 384x288, half its size, rescaled by a random factor in scale_range), with
+  flips and colour jitter; evaluation runs each val photo whole at 384x288 (or
+  288x384) and scores it at its original 512x768 / 768x576.
+  """
+  import os
+
+  config.dataset.name = "image_folder"
+  config.dataset.source_dir = skin_sfa_dir
+  config.dataset.split_file = os.path.join(skin_sfa_dir, "manifest.csv")
+  config.dataset.split_column = "orig_split"
+  config.dataset.mask_encoding = "binary"
+  config.dataset.class_names = ("background", "skin")
+  config.dataset.resize = "keep_ratio"
+  config.dataset.scale = (384, 288)
+  config.dataset.scale_range = (0.5, 1.5)
+  config.dataset.image_size = 160
+  config.dataset.augmentations = ("flip", "color_jitter")
