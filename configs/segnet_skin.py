@@ -4,12 +4,11 @@ Command (CPU, no data needed: the synthetic skin dataset is generated on first u
   python -m segjax.main --config configs/segnet_skin.py
 
 SegNet at half the seed's widths (2.9M parameters, a quarter of the FLOPs),
-1000 steps at batch 8 on 64x64 images. Expected: foreground F1 0.92-0.93 and
-mIoU 0.91-0.92 on the synthetic validation split, in 2.5 to 9 minutes on a 2-core
-CPU, dataset generation included: 8 min 6 s measured on an idle 2-core machine
-with a 128 GFLOP/s float32 matmul (F1 0.927); longer on a machine shared with
-other jobs (experiments/segnet_skin_synthetic/README.md: the measurements and
-the logs).
+1000 steps at batch 8 on 64x64 images. Expected: foreground F1 0.927 and
+mIoU 0.921 on the synthetic validation split in 8 min 6 s, dataset generation
+included, measured once on an idle 2-core machine with a 128 GFLOP/s float32
+matmul; longer on a machine shared with other jobs
+(experiments/segnet_skin_synthetic/README.md: the measurement and its log).
 
 The seed's data, SFA skin masks (a folder with images/, masks/ of 0/255 PNGs
 and manifest.csv, whose orig_split column gives train and val), trained on
