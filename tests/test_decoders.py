@@ -120,3 +120,16 @@ def test_models_with_resnet18_have_smp_parameters_and_input_size_logits(cls):
         lambda v, x: model.apply(v, x, train, mutable=["batch_stats"],
                                  rngs={"dropout": jax.random.key(0)}), variables, images)
     assert logits.shape == (2, 64, 96, 12) and logits.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("align_corners", [True, False])
+def test_bilinear_for_symbolic_sizes_equals_the_matrix_form(align_corners):
+  # Exports traced for any multiple of the stride gather the two taps; training and
+  # fixed-size inference multiply by the interpolation matrices.
+  from segjax.models.decoders import resize
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 7, 3)), jnp.float32)
+  for size in ((20, 28), (3, 4), (5, 7)):
+    expected = resize.bilinear(x, size, align_corners)
+    gathered = resize._bilinear_gather(resize._bilinear_gather(x, 1, size[0], align_corners),
+                                       2, size[1], align_corners)
+    np.testing.assert_allclose(gathered, expected, atol=1e-6, err_msg=str(size))

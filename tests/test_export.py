@@ -12,7 +12,7 @@ import pytest
 
 from segjax import models
 from segjax.export import function, onnx_graph, stablehlo
-from test_models import CASES, numpy_variables
+from test_models import CASES, Case, numpy_variables
 
 import jax
 from jax import export as jax_export
@@ -24,10 +24,19 @@ onnxruntime = pytest.importorskip("onnxruntime")
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 
+# The encoder-decoder models on the encoders of the configs (EfficientNet-Lite0: depthwise
+# convolutions, ReLU6) and a dilated ResNet (DeepLabV3+ at output stride 16); their
+# training is tested against segmentation_models_pytorch in test_decoders/test_encoders.
+ENCODER_CASES = [Case("unet", (("encoder", "efficientnet-lite0"),)),
+                 Case("fpn", (("encoder", "efficientnet-lite0"),)),
+                 Case("deeplabv3plus", (("encoder", "resnet18"),), stride=16,
+                      sizes=((32, 32), (48, 48)))]
+EXPORT_CASES = CASES + ENCODER_CASES
+
+
 def test_every_registered_model_is_exported():
-  # The encoder-decoder models (unet with model.encoder, fpn, deeplabv3plus) are tested
-  # against segmentation_models_pytorch in tests/test_decoders.py and test_encoders.py.
-  assert {case.name for case in CASES} == set(models.names()) - {"fpn", "deeplabv3plus"}
+  assert {case.name for case in EXPORT_CASES} == set(models.names())
+  assert {case.build().total_stride for case in ENCODER_CASES} == {32, 16}
 
 
 def _onnx_run(model, images):
@@ -40,7 +49,7 @@ def _onnx_run(model, images):
 SMALLER = {"fc_densenet": {"blocks": (1, 1, 1, 1), "bottleneck_blocks": 1}}
 
 
-@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("case", EXPORT_CASES, ids=str)
 def test_exports_match_segjax_prediction(case):
   height, width = case.sizes[0]
   model = case.build(**SMALLER.get(case.name, {}))
@@ -89,3 +98,20 @@ def test_size_rule_searches_strides_and_falls_back_to_the_training_size():
 def test_onnx_names_an_unsupported_operation():
   with pytest.raises(onnx_graph.UnsupportedError, match="'sort'"):
     onnx_graph.convert(lambda x: jax.numpy.sort(x, axis=1), (4, 4, 1))
+
+
+def test_onnx_pools_over_padded_windows():
+  # ResNet's stem: a 3x3 max pool with stride 2 over a 1-pixel border (padding counts as
+  # -inf); a sum pool over a zero border. Negative inputs show a border taken for 0.
+  import flax.linen as nn
+
+  def pools(images):
+    x = images.astype(jax.numpy.float32) - 128.0
+    padding = ((1, 1), (1, 1))
+    return jax.numpy.concatenate([nn.max_pool(x, (3, 3), (2, 2), padding=padding),
+                                  nn.avg_pool(x, (3, 3), (2, 2), padding=padding,
+                                              count_include_pad=True)], axis=-1)
+
+  images = np.random.default_rng(0).integers(0, 256, (2, 9, 10, 2), dtype=np.uint8)
+  produced = _onnx_run(onnx_graph.convert(pools, (9, 10, 2)), images)
+  np.testing.assert_allclose(produced, np.asarray(pools(images)), atol=1e-4)

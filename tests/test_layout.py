@@ -111,3 +111,35 @@ def test_no_import_cycles():
 def test_each_room_says_its_job(room):
   doc = ast.get_docstring(ast.parse((PACKAGE / room / "__init__.py").read_text()))
   assert doc, f"segjax/{room}/__init__.py has no docstring"
+
+
+EXPERIMENTS = PACKAGE.parent / "experiments"
+
+
+def test_every_experiment_script_is_quoted_by_a_page_or_used_by_a_quoted_script():
+  # A script in experiments/ regenerates a number a page quotes: a page (a README.md or
+  # a page of experiments/) names it by its path below experiments/ or its folder, or a
+  # quoted script imports, sources or runs it.
+  pages = [PACKAGE.parent / "README.md", *EXPERIMENTS.rglob("*.md")]
+  page_text = "\n".join(page.read_text() for page in pages)
+  scripts = {p for p in EXPERIMENTS.rglob("*") if p.suffix in (".py", ".sh")}
+  assert scripts
+
+  def named_in(path: pathlib.Path, text: str) -> bool:
+    # Its path below experiments/, or its name on its folder's page (README.md inside
+    # the folder, or the page of the same name beside it: inference_benchmark.md).
+    folder_pages = [path.parent / "README.md", path.parent.with_suffix(".md")]
+    return (path.relative_to(EXPERIMENTS).as_posix() in text or
+            any(page.exists() and path.name in page.read_text() for page in folder_pages))
+
+  quoted = {p for p in scripts if named_in(p, page_text)}
+  while True:  # Scripts that quoted scripts use: imports (module names), paths, sourced files.
+    used_text = "\n".join(p.read_text() for p in quoted)
+    used = {p for p in scripts - quoted if named_in(p, used_text) or
+            p.suffix == ".py" and f"import {p.stem}" in used_text and
+            any(q.parent == p.parent for q in quoted)}
+    if not used:
+      break
+    quoted |= used
+  unquoted = sorted(p.relative_to(EXPERIMENTS).as_posix() for p in scripts - quoted)
+  assert not unquoted, f"scripts no page quotes (regenerate nothing quoted?): {unquoted}"

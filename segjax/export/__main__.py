@@ -1,5 +1,6 @@
 """python -m segjax.export --workdir RUN --output DIR [--step N|best] [--format stablehlo,onnx]
-[--platforms cpu,cuda,tpu] [--output_kind classes|probabilities]; see segjax/export/__init__.py."""
+[--platforms cpu,cuda,tpu] [--output_kind classes|probabilities] [--mode whole|slide]
+[--scales 0.75,1,1.25] [--flip]; see segjax/export/__init__.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from segjax.export import artifacts, function
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Workdir of a training run (its config and checkpoints).")
 flags.DEFINE_string("output", None, "Folder to write stablehlo/ and onnx/ into (a new folder).")
-flags.DEFINE_string("step", None, "Checkpoint step, or 'best' (default: the latest).")
+cli.define_inference_flags()  # --step; --flip goes into the graph, --mode and --scales into
+                              # model.json, where segjax.predict --export reads them.
 flags.DEFINE_list("format", list(artifacts.FORMATS), "Formats to write: stablehlo, onnx.")
 flags.DEFINE_list("platforms", ["cpu"], "Platforms of the StableHLO file: cpu, cuda, rocm, tpu.")
 flags.DEFINE_enum("output_kind", "classes", function.OUTPUT_KINDS,
@@ -35,10 +37,11 @@ def main(argv):
                            f"{', '.join(artifacts.FORMATS)}, platforms "
                            f"{', '.join(artifacts.PLATFORMS)}")
   step = cli.parse_step(FLAGS.step)
+  inference = cli.inference_overrides()
   logging.set_verbosity(logging.WARNING)
   try:
     artifacts.export_run(FLAGS.workdir, FLAGS.output, step, FLAGS.format,
-                         FLAGS.platforms, FLAGS.output_kind)
+                         FLAGS.platforms, FLAGS.output_kind, inference=inference)
   except artifacts.ExportError as error:
     # A format the model cannot be written in (the message says which and why); the
     # other formats were written. Any other exception is a bug and keeps its traceback.

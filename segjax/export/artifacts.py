@@ -301,14 +301,22 @@ def _op_forms(platform: str) -> dict[str, str]:
 
 def export_run(workdir: str, output: str, step: str | int | None = None,
                formats: Sequence[str] = FORMATS, platforms: Sequence[str] = ("cpu",),
-               output_kind: str = "classes", log=print) -> dict:
-  """Exports a run's checkpoint (default: the latest); see `write_exports`.
+               output_kind: str = "classes", log=print, inference: dict | None = None) -> dict:
+  """Exports a run's checkpoint (default: the latest); see `write_exports`. `inference`
+  overrides the run's `config.eval` ({"mode", "scales", "flip"}, as segjax.evaluate's
+  flags do): flip averaging is traced into the graph, and all three go to model.json.
 
   Raises:
     ExportError: a format could not be written (the others were).
   """
   run = restored.restore(workdir, step)
-  description = describe(run.labels, run.config, run.step, eval_metrics(workdir, run.step))
+  config = run.config
+  if inference:
+    config = config.copy_and_resolve_references()
+    config.eval.update(inference)
+    if "flip" in inference:
+      config.eval_flip = False  # The older key would switch the flip on whatever eval.flip says.
+  description = describe(run.labels, config, run.step, eval_metrics(workdir, run.step))
   results = write_exports(run.model.apply, run.variables, description, run.num_channels, output,
                           formats, platforms, output_kind, log=log)
   failed = {fmt: result for fmt, result in results.items() if isinstance(result, str)}

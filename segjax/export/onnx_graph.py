@@ -426,12 +426,18 @@ def _reduce_window(op, scale_by_count):
         any(d != 1 for d in p["base_dilation"] + p["window_dilation"]):
       raise UnsupportedError("a window over the batch or channel axis, or dilated")
     padding = p["padding"][1:-1]
-    if any(lo or hi for lo, hi in padding) or any(lo or hi for lo, hi in
-                                                  (p["padding"][0], p["padding"][-1])):
-      raise UnsupportedError("a padded window")
+    if any(lo or hi for lo, hi in (p["padding"][0], p["padding"][-1])):
+      raise UnsupportedError("a window padded over the batch or channel axis")
+    # Spatial padding: JAX pads with the reduction's identity (-inf for max, 0 for sum),
+    # which MaxPool's pads ignore and AveragePool's count_include_pad=1 counts as 0.
+    pads = {"pads": [lo for lo, _ in padding] + [hi for _, hi in padding]} if any(
+        lo or hi for lo, hi in padding) else {}
+    if pads and op == "AveragePool":
+      pads["count_include_pad"] = 1
     spec = (0, rank - 1, *range(1, rank - 1))  # (N, spatial..., C) -> (N, C, spatial...)
     value = _channels_first(g, x[0], spec)
-    value = g.node(op, [value], kernel_shape=list(window[1:-1]), strides=list(strides[1:-1]))
+    value = g.node(op, [value], kernel_shape=list(window[1:-1]), strides=list(strides[1:-1]),
+                   **pads)
     if scale_by_count:
       count = int(np.prod(window))
       value = g.node("Mul", [value, g.const(np.asarray(count, eqn.outvars[0].aval.dtype))])

@@ -7,7 +7,9 @@ coordinate `i * (in - 1) / (out - 1)` (the corners coincide); with `False` it sa
 `jax.image.resize` (half-pixel centres, antialiased when shrinking) does not match.
 
 Bilinear resizing is two matrix products with (out, in) interpolation matrices
-built at trace time, so its gradient is two matrix products as well.
+built at trace time, so its gradient is two matrix products as well. Where a size
+is symbolic (an export traced for any multiple of the stride), the two taps of each
+output pixel are gathered instead, by the same formula.
 """
 
 from __future__ import annotations
@@ -58,10 +60,31 @@ def bilinear(x: jax.Array, size: tuple[int, int], align_corners: bool) -> jax.Ar
     return x
   if (height, width) == (1, 1):  # A broadcast (ASPP's image-pooling branch).
     return jnp.broadcast_to(x, (x.shape[0], *size, x.shape[3]))
+  if not all(isinstance(n, int) for n in (height, width, *size)):
+    for axis, out_size in zip((1, 2), size):
+      x = _bilinear_gather(x, axis, out_size, align_corners)
+    return x
   rows = jnp.asarray(_bilinear_matrix(height, size[0], align_corners), x.dtype)
   cols = jnp.asarray(_bilinear_matrix(width, size[1], align_corners), x.dtype)
   x = jnp.einsum("oh,nhwc->nowc", rows, x)
   return jnp.einsum("pw,nowc->nopc", cols, x)
+
+
+def _bilinear_gather(x: jax.Array, axis: int, out_size, align_corners: bool) -> jax.Array:
+  """`bilinear` along one axis for sizes known only when the function runs."""
+  in_size = jnp.asarray(x.shape[axis], jnp.float32)
+  out = jnp.arange(out_size, dtype=jnp.float32)
+  if align_corners:
+    source = out * ((in_size - 1) / jnp.maximum(jnp.asarray(out_size, jnp.float32) - 1, 1))
+  else:
+    source = jnp.maximum((out + 0.5) * (in_size / jnp.asarray(out_size, jnp.float32)) - 0.5, 0)
+  last = jnp.asarray(x.shape[axis], jnp.int32) - 1
+  low = jnp.minimum(jnp.floor(source).astype(jnp.int32), last)
+  high = jnp.minimum(low + 1, last)
+  shape = [1] * x.ndim
+  shape[axis] = -1
+  frac = (source - low).astype(x.dtype).reshape(shape)
+  return jnp.take(x, low, axis=axis) * (1 - frac) + jnp.take(x, high, axis=axis) * frac
 
 
 def upsample_bilinear(x: jax.Array, factor: int) -> jax.Array:
