@@ -112,3 +112,16 @@ def test_a_wrong_file_fails_the_export_naming_its_format(run, tmp_path, monkeypa
                          log=lambda message: None)
   check = read(tmp_path / "out", fmt)["check"]
   assert not check["passed"] and check["class_agreement"] < artifacts.CHECK_AGREEMENT
+
+
+def test_inference_options_override_the_runs(run, tmp_path):
+  # segjax.export --flip --scales --mode: the flip is in the graph, all three in model.json
+  # (segjax.predict --export segments with them); the run's config is left as it was.
+  run.config.eval_flip = True  # The older key, which --noflip overrides too.
+  artifacts.export_run(str(tmp_path), str(tmp_path / "out"), formats=("stablehlo",),
+                       log=lambda message: None,
+                       inference={"flip": False, "scales": (0.5, 1.0), "mode": "slide"})
+  record = read(tmp_path / "out", "stablehlo")
+  assert record["flip"] is False and record["check"]["passed"]
+  assert record["inference"]["mode"] == "slide" and record["inference"]["scales"] == [0.5, 1.0]
+  assert run.config.eval_flip and run.config.eval.mode == "whole"
