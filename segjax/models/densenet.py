@@ -55,7 +55,8 @@ def dense_block(x: jax.Array, num_layers: int, growth_rate: int, name: str, trai
 
 class DenseNetEncoder(nn.Module):
   """Returns the outputs of the four dense blocks (`conv2_block<last>_concat` ...
-  `conv5_block<last>_concat`, strides 4, 8, 16, 32), before any transition.
+  `conv5_block<last>_concat`, strides 4, 8, 16, 32), before any transition; with
+  `stem_feature`, the stem's activation (`conv1_relu`, stride 2) before them.
 
   The final BatchNorm of the classifier network (`bn`) is not part of the encoder.
   """
@@ -63,6 +64,7 @@ class DenseNetEncoder(nn.Module):
   width_multiplier: float = 1.0
   dtype: Any = jnp.float32
   bn_momentum: float = layers.KERAS_BN_MOMENTUM
+  stem_feature: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
@@ -72,9 +74,9 @@ class DenseNetEncoder(nn.Module):
                          padding=((3, 3), (3, 3)), use_bias=False, dtype=self.dtype,
                          name="conv1_conv")(x)
     x = nn.relu(_norm(train, self.dtype, "conv1_bn", self.bn_momentum)(x))
+    features = [x] if self.stem_feature else []
     # Zero padding equals -inf padding here: the input is a ReLU output.
     x = layers.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))
-    features = []
     for stage, num_layers in enumerate(self.blocks, start=2):
       if stage > 2:
         name = f"pool{stage - 1}"

@@ -13,7 +13,9 @@ with train=True).
   spec(name) -> EncoderSpec: channels, normalization, weights, convert
 
 Weights: `segjax.models.torch_weights` reads PyTorch checkpoints (.pth / .safetensors,
-no torch needed) and loads them with `spec(name).convert`.
+no torch needed) and loads them with `spec(name).convert`. The Keras Applications
+encoders (`vgg16`, `mobilenetv2`, `densenet121/169/201`; family "keras",
+`keras_applications.py`) load the Keras files of `segjax.models.pretrained` instead.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from segjax.models.encoders import common, efficientnet, resnet
+from segjax.data import normalize
+from segjax.models.encoders import common, efficientnet, keras_applications, resnet
 
 ConversionError = common.ConversionError
 
@@ -54,13 +57,14 @@ class WeightsSource:
 @dataclasses.dataclass(frozen=True)
 class EncoderSpec:
   name: str
-  family: str  # "efficientnet", "efficientnet-lite" or "resnet".
+  family: str  # "efficientnet", "efficientnet-lite", "resnet" or "keras".
   channels: tuple[int, int, int, int, int]
   normalization: str  # A mode of segjax.data.normalize.
-  weights: WeightsSource | None  # None: no ImageNet weights in this naming are known.
+  weights: WeightsSource | None  # None: no ImageNet PyTorch checkpoint in this naming is known.
   # PyTorch state dict (name -> array) -> {"params", "batch_stats"} of the encoder built
   # with default fields; `template=` (variables or their shapes) for another build.
-  convert: Callable[..., dict]
+  # None for the Keras encoders.
+  convert: Callable[..., dict] | None
 
 
 _TORCHVISION = "https://download.pytorch.org/models/"
@@ -99,13 +103,15 @@ _NORMALIZATION = {"efficientnet": "imagenet", "efficientnet-lite": "unit", "resn
 
 
 def _family(name: str) -> str:
+  if name in keras_applications.NAMES:
+    return "keras"
   if name in resnet.ARCHS:
     return "resnet"
   return "efficientnet-lite" if efficientnet.ARCHS[name].lite else "efficientnet"
 
 
 def names() -> list[str]:
-  return [*efficientnet.ARCHS, *resnet.ARCHS]
+  return [*efficientnet.ARCHS, *resnet.ARCHS, *keras_applications.NAMES]
 
 
 def _check(name: str) -> None:
@@ -121,15 +127,21 @@ def build(name: str, **fields: Any) -> nn.Module:
     ValueError: an unknown name or field, or an output_stride other than 32, 16, 8.
   """
   _check(name)
-  cls, arch = ((resnet.ResNetEncoder, resnet.ARCHS[name]) if name in resnet.ARCHS else
-               (efficientnet.EfficientNetEncoder, efficientnet.ARCHS[name]))
-  allowed = {f.name for f in dataclasses.fields(cls) if f.init} - {"parent", "name", "arch"}
+  if name in keras_applications.NAMES:
+    cls, given = keras_applications.module(name)
+  else:
+    cls, given = ((resnet.ResNetEncoder, {"arch": resnet.ARCHS[name]}) if name in resnet.ARCHS
+                  else (efficientnet.EfficientNetEncoder, {"arch": efficientnet.ARCHS[name]}))
+  allowed = {f.name for f in dataclasses.fields(cls) if f.init} - {"parent", "name", *given}
   unknown = sorted(set(fields) - allowed)
   if unknown:
     raise ValueError(f"encoder {name!r} has no field {', '.join(unknown)}; its fields are: "
                      f"{', '.join(sorted(allowed))}")
-  common.stage_dilations(fields.get("output_stride", 32))
-  return cls(arch, **fields)
+  if name in keras_applications.NAMES:
+    keras_applications.check_output_stride(name, fields.get("output_stride", 32))
+  else:
+    common.stage_dilations(fields.get("output_stride", 32))
+  return cls(**given, **fields)
 
 
 @functools.cache
@@ -148,9 +160,19 @@ def _convert(name: str, state_dict: Mapping[str, np.ndarray], template=None) -> 
                                    module_prefix, is_head, first)
 
 
+def _feature_channels(name: str) -> tuple[int, ...]:
+  """Channels of the features of `build(name)`, from their shapes (nothing computed)."""
+  features = jax.eval_shape(lambda v: build(name).apply(v, jnp.zeros((1, 64, 64, 3))),
+                            _default_template(name))
+  return tuple(int(f.shape[-1]) for f in features)
+
+
 def spec(name: str) -> EncoderSpec:
   _check(name)
   family = _family(name)
+  if family == "keras":
+    return EncoderSpec(name, family, _feature_channels(name), normalize.PRETRAINED_MODES[name],
+                       None, None)
   arch = resnet.ARCHS[name] if family == "resnet" else efficientnet.ARCHS[name]
   module = resnet if family == "resnet" else efficientnet
   return EncoderSpec(name, family, module.channels(arch), _NORMALIZATION[family],
