@@ -137,3 +137,18 @@ def test_a_stored_encoder_model_config_rebuilds_its_model(tmp_path):
   stored.model.width_multiplier = 0.5
   with pytest.raises(ValueError, match="model 'fpn' has no option model.width_multiplier"):
     factory.create_model(stored, 3)
+
+
+def test_a_run_resumed_again_with_its_changed_config_writes_no_new_file(tmp_path):
+  # Resumed at 6 with a changed config, then resumed again with that same config at 8: the
+  # config of step 8 is the latest written one, so nothing is written (it used to be compared
+  # with config.json only, and wrote config_resumed_at_step_8.json). Back to the first config
+  # at 10: that differs from the latest, so it is written.
+  from segjax import config as config_lib
+  first = config_lib.base_config()
+  changed = config_lib.base_config()
+  changed.eval.flip = True
+  for config, step in ((first, 0), (changed, 6), (changed, 8), (first, 10)):
+    outputs.write_config(config, str(tmp_path), step)
+  assert sorted(os.listdir(tmp_path)) == ["config.json", "config_resumed_at_step_10.json",
+                                          "config_resumed_at_step_6.json"]

@@ -44,11 +44,7 @@ def read_run(workdir: str, step: int | None = None) -> tuple[ml_collections.Conf
   for path in (config_path, labels_path):
     if not os.path.exists(path):
       raise FileNotFoundError(f"{path} not found: is {workdir} the workdir of a training run?")
-  resumed = sorted((int(match.group(1)), name) for name in os.listdir(workdir)
-                   for match in [_RESUMED_CONFIG.fullmatch(name)] if match)
-  resumed = [name for start, name in resumed if step is None or start < step]
-  if resumed:
-    config_path = os.path.join(workdir, resumed[-1])
+  config_path = _config_file(workdir, step)
   config = config_lib.base_config()
   with open(config_path) as f:
     config.update(json.load(f))
@@ -56,18 +52,29 @@ def read_run(workdir: str, step: int | None = None) -> tuple[ml_collections.Conf
     return config, json.load(f)
 
 
+def _config_file(workdir: str, step: int | None) -> str:
+  """The config file that trained step `step` (None: the latest written): the
+  config_resumed_at_step_K.json of the largest K < step, or config.json."""
+  resumed = sorted((int(match.group(1)), name) for name in os.listdir(workdir)
+                   for match in [_RESUMED_CONFIG.fullmatch(name)] if match)
+  resumed = [name for start, name in resumed if step is None or start < step]
+  return os.path.join(workdir, resumed[-1] if resumed else "config.json")
+
+
 def write_config(config: ml_collections.ConfigDict, workdir: str, step: int) -> None:
-  """Writes config.json; a resumed run with a changed config keeps the old file."""
+  """Writes config.json; a run resumed with a config other than the latest written one
+  keeps the old files and writes config_resumed_at_step_<step>.json."""
   if jax.process_index() != 0:
     return
   path = os.path.join(workdir, "config.json")
   text = config.to_json_best_effort(indent=2, sort_keys=True)
   if os.path.exists(path):
-    with open(path) as f:
+    latest = _config_file(workdir, None)
+    with open(latest) as f:
       if f.read() == text:
         return
     path = os.path.join(workdir, f"config_resumed_at_step_{step}.json")
-    writers.log(f"config differs from {workdir}/config.json; this run's config: {path}")
+    writers.log(f"config differs from {latest}; this run's config: {path}")
   with open(path, "w") as f:
     f.write(text)
 
