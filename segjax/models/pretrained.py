@@ -234,7 +234,7 @@ def load_imagenet(model, variables: Mapping[str, Any], path: str | os.PathLike |
   """`load_imagenet_encoder` for the encoder `model` names in its `imagenet_encoder`."""
   encoder = getattr(model, "imagenet_encoder", None)
   from segjax.models import encoders, torch_weights  # The PyTorch-checkpoint encoders.
-  if encoder in encoders.names() and encoders.spec(encoder).family != "keras":
+  if encoder in encoders.names() and not encoders.is_keras(encoder):
     file = path or torch_weights.imagenet_weights_path(encoder, cache_dir)
     return torch_weights.load_encoder_weights(encoder, variables, file, scope=("encoder",))
   if encoder is None:

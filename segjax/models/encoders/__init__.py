@@ -102,8 +102,13 @@ _WEIGHTS = {
 _NORMALIZATION = {"efficientnet": "imagenet", "efficientnet-lite": "unit", "resnet": "imagenet"}
 
 
+def is_keras(name: str) -> bool:
+  """Whether `name` is a Keras Applications encoder (weights: `segjax.models.pretrained`)."""
+  return name in keras_applications.NAMES
+
+
 def _family(name: str) -> str:
-  if name in keras_applications.NAMES:
+  if is_keras(name):
     return "keras"
   if name in resnet.ARCHS:
     return "resnet"
@@ -127,20 +132,19 @@ def build(name: str, **fields: Any) -> nn.Module:
     ValueError: an unknown name or field, or an output_stride other than 32, 16, 8.
   """
   _check(name)
-  if name in keras_applications.NAMES:
+  if is_keras(name):
     cls, given = keras_applications.module(name)
+    check_stride = functools.partial(keras_applications.check_output_stride, name)
   else:
     cls, given = ((resnet.ResNetEncoder, {"arch": resnet.ARCHS[name]}) if name in resnet.ARCHS
                   else (efficientnet.EfficientNetEncoder, {"arch": efficientnet.ARCHS[name]}))
+    check_stride = common.stage_dilations
   allowed = {f.name for f in dataclasses.fields(cls) if f.init} - {"parent", "name", *given}
   unknown = sorted(set(fields) - allowed)
   if unknown:
     raise ValueError(f"encoder {name!r} has no field {', '.join(unknown)}; its fields are: "
                      f"{', '.join(sorted(allowed))}")
-  if name in keras_applications.NAMES:
-    keras_applications.check_output_stride(name, fields.get("output_stride", 32))
-  else:
-    common.stage_dilations(fields.get("output_stride", 32))
+  check_stride(fields.get("output_stride", 32))
   return cls(**given, **fields)
 
 
@@ -160,6 +164,7 @@ def _convert(name: str, state_dict: Mapping[str, np.ndarray], template=None) -> 
                                    module_prefix, is_head, first)
 
 
+@functools.cache
 def _feature_channels(name: str) -> tuple[int, ...]:
   """Channels of the features of `build(name)`, from their shapes (nothing computed)."""
   features = jax.eval_shape(lambda v: build(name).apply(v, jnp.zeros((1, 64, 64, 3))),

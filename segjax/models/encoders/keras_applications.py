@@ -13,6 +13,7 @@ None has a dilated form: `output_stride` is 32 (DeepLabV3+ needs another encoder
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 
 from segjax.models import densenet, mobilenetv2, vgg
@@ -28,7 +29,8 @@ def check_output_stride(name: str, output_stride: int) -> None:
                      f"{output_stride} (DeepLabV3+ needs a ResNet or EfficientNet encoder)")
 
 
-class VGG16(vgg.VGG16Encoder):
+class _Interface(nn.Module):
+  """The interface's fields; BatchNorm on its running statistics when frozen."""
   output_stride: int = 32
   frozen_batch_norm: bool = False
 
@@ -36,23 +38,17 @@ class VGG16(vgg.VGG16Encoder):
     return super().__call__(x, train and not self.frozen_batch_norm)
 
 
-class MobileNetV2(mobilenetv2.MobileNetV2Encoder):
+class VGG16(_Interface, vgg.VGG16Encoder):
+  pass
+
+
+class MobileNetV2(_Interface, mobilenetv2.MobileNetV2Encoder):
   taps: tuple = MOBILENETV2_TAPS
-  output_stride: int = 32
-  frozen_batch_norm: bool = False
-
-  def __call__(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
-    return super().__call__(x, train and not self.frozen_batch_norm)
 
 
-class DenseNet(densenet.DenseNetEncoder):
+class DenseNet(_Interface, densenet.DenseNetEncoder):
   blocks: tuple = densenet.DENSENET_BLOCKS["densenet121"]
   stem_feature: bool = True
-  output_stride: int = 32
-  frozen_batch_norm: bool = False
-
-  def __call__(self, x: jax.Array, train: bool = False) -> list[jax.Array]:
-    return super().__call__(x, train and not self.frozen_batch_norm)
 
 
 def module(name: str) -> tuple[type, dict]:
